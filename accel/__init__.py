@@ -1,0 +1,26 @@
+"""accel: exact EASE and similaripy KNN recommenders on GPU (CuPy) or CPU (NumPy/SciPy)."""
+
+from accel.backends import available_backends, get_backend
+from accel.errors import (
+    AccelError,
+    BackendUnavailableError,
+    InputError,
+    InsufficientMemoryError,
+    NotFittedError,
+)
+from accel.models import EASE, Recommender, load_model
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EASE",
+    "AccelError",
+    "BackendUnavailableError",
+    "InputError",
+    "InsufficientMemoryError",
+    "NotFittedError",
+    "Recommender",
+    "available_backends",
+    "get_backend",
+    "load_model",
+]

@@ -1,0 +1,109 @@
+"""The array-backend contract: everything that differs between NumPy and CuPy.
+
+Models, scoring and the Dask code call these methods and never import NumPy or
+CuPy themselves for device work. Host-side results (what users get back) are
+always NumPy arrays, produced by :meth:`Backend.to_host`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+Array = Any
+"""A dense array of the backend (``numpy.ndarray`` or ``cupy.ndarray``)."""
+
+SparseMatrix = Any
+"""A CSR matrix of the backend (``scipy.sparse`` or ``cupyx.scipy.sparse``)."""
+
+
+class Backend(ABC):
+    """One array library (NumPy or CuPy) and the dense/sparse kernels EASE needs."""
+
+    #: Short name, as accepted by :func:`accel.backends.get_backend`.
+    name: str = ""
+
+    # ---- data movement -------------------------------------------------
+    @abstractmethod
+    def to_device(self, array: np.ndarray) -> Array:
+        """Copy (or view, on the CPU) a host array onto the device."""
+
+    @abstractmethod
+    def to_host(self, array: Array) -> np.ndarray:
+        """Return a NumPy array with the contents of a backend array."""
+
+    @abstractmethod
+    def sparse_to_device(self, X: sp.spmatrix | sp.sparray, dtype: np.dtype) -> SparseMatrix:
+        """Copy a SciPy sparse matrix onto the device as CSR with ``dtype`` values."""
+
+    @abstractmethod
+    def empty(self, shape: tuple[int, ...], dtype: np.dtype) -> Array:
+        """Allocate an uninitialised dense array (callers check memory first)."""
+
+    # ---- memory ----------------------------------------------------------
+    @abstractmethod
+    def free_memory(self) -> int:
+        """Bytes that can still be allocated on the device (host RAM for NumPy)."""
+
+    @abstractmethod
+    def memory_kind(self) -> str:
+        """Human words for where arrays live, e.g. ``"host RAM"`` or ``"GPU memory (H100)"``."""
+
+    def workspace_bytes(self, n_items: int, itemsize: int) -> int:
+        """Bytes beyond the one n² buffer that a fit of ``n_items`` items may take at peak."""
+        return 0
+
+    # ---- EASE kernels ----------------------------------------------------
+    @abstractmethod
+    def gram(self, X: SparseMatrix, out: Array) -> Array:
+        """Write ``XᵀX`` (n_items × n_items) into the preallocated ``out`` and return it.
+
+        ``X`` is a backend CSR matrix (users × items). No n² temporary is made:
+        the product is formed a block of items at a time straight into ``out``.
+        """
+
+    @abstractmethod
+    def spd_inverse_inplace(self, A: Array) -> Array:
+        """Overwrite the symmetric positive definite ``A`` with ``A⁻¹`` (both triangles).
+
+        Cholesky factorisation, then the inverse from the factor, in the one
+        buffer. Raises :class:`numpy.linalg.LinAlgError` when ``A`` is not
+        positive definite.
+        """
+
+    @abstractmethod
+    def ease_weights_inplace(self, P: Array) -> Array:
+        """Turn ``P = (G + λI)⁻¹`` into ``B = I − P·diag(1/diag(P))`` in place (``diag(B) = 0``)."""
+
+    @abstractmethod
+    def add_to_diagonal(self, A: Array, value: float | Array) -> Array:
+        """``A[i, i] += value`` in place (``value`` a scalar or a length-n vector)."""
+
+    @abstractmethod
+    def diagonal(self, A: Array) -> np.ndarray:
+        """A host copy of ``A``'s diagonal."""
+
+    # ---- scoring -----------------------------------------------------------
+    @abstractmethod
+    def sparse_dense_matmul(self, X: SparseMatrix, W: Array) -> Array:
+        """Dense ``X · W`` for a backend CSR ``X`` and a dense (C-ordered) ``W``, without copying ``W``."""
+
+    @abstractmethod
+    def mask_seen(self, scores: Array, X: SparseMatrix) -> Array:
+        """Set ``scores[u, i] = -inf`` wherever ``X[u, i]`` is stored, in place."""
+
+    @abstractmethod
+    def topk(self, scores: Array, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per row, the ``k`` largest columns sorted by descending score, as host arrays.
+
+        Ties are broken by the lower column index so results are reproducible.
+        """
+
+    def synchronize(self) -> None:
+        """Wait for queued device work (a no-op on the CPU); used by timers."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"

@@ -1,0 +1,192 @@
+"""CPU backend: NumPy dense arrays, SciPy sparse matrices and LAPACK through SciPy.
+
+SciPy's sparse kernels release the GIL, so the Gram matrix and sparse × dense
+products are split over a thread pool (one thread per core); LAPACK's Cholesky
+routines use the BLAS library's own threads.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.linalg import lapack
+
+from accel.backends.base import Backend
+from accel.memory import available_host_memory
+
+#: Most bytes of temporaries one Gram block may make (sparse product + indices).
+_GRAM_BLOCK_BYTES = 64 << 20
+#: ...and at most this fraction of the n² buffer across all threads.
+_GRAM_WORKSPACE_FRACTION = 0.1
+#: Bytes per stored entry of a sparse block product (value, column index, SciPy scratch).
+_BYTES_PER_PRODUCT = 16
+#: Rows symmetrised at a time after the inverse; the temporary is rows × n.
+_SYMMETRISE_ROWS = 256
+
+
+def _n_threads() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def _row_chunks(n_rows: int, n_chunks: int) -> list[slice]:
+    bounds = np.linspace(0, n_rows, n_chunks + 1).astype(int)
+    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+
+class NumpyBackend(Backend):
+    """NumPy / SciPy arrays on the host."""
+
+    name = "numpy"
+
+    def __init__(self, n_threads: int | None = None) -> None:
+        self.n_threads = n_threads or _n_threads()
+
+    # ---- data movement -------------------------------------------------
+    def to_device(self, array: np.ndarray) -> np.ndarray:
+        return np.asarray(array)
+
+    def to_host(self, array: np.ndarray) -> np.ndarray:
+        return np.asarray(array)
+
+    def sparse_to_device(self, X: sp.spmatrix | sp.sparray, dtype: np.dtype) -> sp.csr_matrix:
+        X = sp.csr_matrix(X)
+        return X if X.dtype == dtype else X.astype(dtype)
+
+    def empty(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        return np.empty(shape, dtype=dtype)
+
+    # ---- memory ----------------------------------------------------------
+    def free_memory(self) -> int:
+        return available_host_memory()
+
+    def memory_kind(self) -> str:
+        return "host RAM"
+
+    # ---- EASE kernels ----------------------------------------------------
+    def gram(self, X: sp.csr_matrix, out: np.ndarray) -> np.ndarray:
+        n_items = X.shape[1]
+        XT = X.T.tocsr()
+        rows = self._gram_block_rows(n_items, out.itemsize)
+
+        def block(start: int) -> None:
+            stop = min(start + rows, n_items)
+            target = out[start:stop]
+            target.fill(0)
+            (XT[start:stop] @ X).toarray(out=target)
+
+        self._run_parallel(block, range(0, n_items, rows))
+        return out
+
+    def _gram_block_rows(self, n_items: int, itemsize: int) -> int:
+        """Item rows per Gram block: a block of b rows stores at most b × n_items products."""
+        budget = min(_GRAM_BLOCK_BYTES, _GRAM_WORKSPACE_FRACTION * n_items**2 * itemsize / self.n_threads)
+        return int(max(1, min(n_items, budget // (_BYTES_PER_PRODUCT * n_items))))
+
+    def workspace_bytes(self, n_items: int, itemsize: int) -> int:
+        gram = self.n_threads * self._gram_block_rows(n_items, itemsize) * n_items * _BYTES_PER_PRODUCT
+        symmetrise = 2 * min(_SYMMETRISE_ROWS, n_items) * n_items * itemsize
+        return int(max(gram, symmetrise))
+
+    def spd_inverse_inplace(self, A: np.ndarray) -> np.ndarray:
+        if not A.flags.c_contiguous:
+            raise ValueError("spd_inverse_inplace needs a C-contiguous array")
+        potrf, potri = lapack.get_lapack_funcs(("potrf", "potri"), (A,))
+        # A.T is the Fortran-ordered view of the same (symmetric) buffer, so LAPACK
+        # works in place; its "upper" triangle is the lower triangle of A.
+        fortran = A.T
+        factor, info = potrf(fortran, lower=False, overwrite_a=True, clean=False)
+        if info > 0:
+            raise np.linalg.LinAlgError(
+                f"matrix is not positive definite (leading minor {info} of {A.shape[0]}); "
+                "increase l2"
+            )
+        if info < 0:
+            raise ValueError(f"potrf rejected argument {-info}")
+        inverse, info = potri(factor, lower=False, overwrite_c=True)
+        if info != 0:
+            raise np.linalg.LinAlgError(f"potri failed with info={info}: the factor is singular")
+        if not np.shares_memory(inverse, A):  # pragma: no cover - LAPACK wrapper contract
+            raise RuntimeError("LAPACK made a copy of the matrix; in-place inverse failed")
+        self._symmetrise_from_lower(A)
+        return A
+
+    def _symmetrise_from_lower(self, A: np.ndarray) -> None:
+        """Copy the lower triangle onto the upper one, a few rows at a time."""
+        n = A.shape[0]
+        for start in range(0, n, _SYMMETRISE_ROWS):
+            stop = min(start + _SYMMETRISE_ROWS, n)
+            block = A[start:stop, start:stop]
+            upper = np.triu_indices(stop - start, 1)
+            block[upper] = block.T[upper]
+            A[start:stop, stop:] = A[stop:, start:stop].T
+
+    def ease_weights_inplace(self, P: np.ndarray) -> np.ndarray:
+        diag = P.diagonal().copy()
+
+        def scale(rows: slice) -> None:
+            P[rows] /= -diag
+
+        self._run_parallel(scale, _row_chunks(P.shape[0], 4 * self.n_threads))
+        np.fill_diagonal(P, 0.0)
+        return P
+
+    def add_to_diagonal(self, A: np.ndarray, value: float | np.ndarray) -> np.ndarray:
+        idx = np.arange(A.shape[0])
+        A[idx, idx] += value
+        return A
+
+    def diagonal(self, A: np.ndarray) -> np.ndarray:
+        return A.diagonal().copy()
+
+    # ---- scoring -----------------------------------------------------------
+    def sparse_dense_matmul(self, X: sp.csr_matrix, W: np.ndarray) -> np.ndarray:
+        out = np.empty((X.shape[0], W.shape[1]), dtype=np.result_type(X.dtype, W.dtype))
+
+        def part(rows: slice) -> None:
+            out[rows] = X[rows] @ W
+
+        self._run_parallel(part, _row_chunks(X.shape[0], self.n_threads))
+        return out
+
+    def mask_seen(self, scores: np.ndarray, X: sp.csr_matrix) -> np.ndarray:
+        rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
+        scores[rows, X.indices] = -np.inf
+        return scores
+
+    def topk(self, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return topk_rows(scores, k)
+
+    # ---- helpers -------------------------------------------------------------
+    def _run_parallel(self, fn, items) -> None:
+        items = list(items)
+        if self.n_threads == 1 or len(items) == 1:
+            for item in items:
+                fn(item)
+            return
+        with ThreadPoolExecutor(self.n_threads) as pool:
+            for _ in pool.map(fn, items):
+                pass
+
+
+def topk_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top ``k`` columns of each row, by descending score, ties to the lower column.
+
+    ``argpartition`` picks candidates in O(n); only rows where a tie straddles the
+    k-th place fall back to a stable sort, so results never depend on batching.
+    """
+    n_rows, n_cols = scores.shape
+    if k >= n_cols:
+        ids = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    else:
+        ids = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        kth = np.take_along_axis(scores, ids, axis=1).min(axis=1)
+        tied = np.nonzero((scores >= kth[:, None]).sum(axis=1) > k)[0]
+        if tied.size:
+            ids[tied] = np.argsort(-scores[tied], axis=1, kind="stable")[:, :k]
+    vals = np.take_along_axis(scores, ids, axis=1)
+    order = np.lexsort((ids, -vals), axis=-1)
+    ids = np.take_along_axis(ids, order, axis=1)
+    return ids.astype(np.int64, copy=False), np.take_along_axis(vals, order, axis=1)

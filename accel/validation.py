@@ -1,0 +1,104 @@
+"""Checks on user input that turn bad data into errors naming the problem."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+import scipy.sparse as sp
+
+from accel.errors import InputError
+
+DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
+
+
+def check_dtype(dtype: str | np.dtype | type) -> np.dtype:
+    """``"float32"``/``"float64"`` (or the NumPy types) as a ``np.dtype``."""
+    resolved = np.dtype(dtype) if not isinstance(dtype, str) else DTYPES.get(dtype)
+    if resolved not in DTYPES.values():
+        raise InputError(f"dtype must be float32 or float64, got {dtype!r}")
+    return resolved
+
+
+def check_nonnegative(name: str, value: float) -> float:
+    """A finite number ≥ 0, e.g. the L2 penalty."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a number, got {value!r}") from None
+    if math.isnan(value) or math.isinf(value):
+        raise InputError(f"{name} must be finite, got {value}")
+    if value < 0:
+        raise InputError(f"{name} must be >= 0, got {value}")
+    return value
+
+
+def as_interactions(
+    X: object,
+    *,
+    dtype: np.dtype = np.dtype(np.float32),
+    n_items: int | None = None,
+    allow_empty_rows: bool = True,
+    name: str = "X",
+) -> sp.csr_matrix:
+    """Binary CSR (rows × items) from a SciPy sparse matrix or a dense 2-D array.
+
+    Any stored non-zero becomes 1 (repeat interactions count once); explicit
+    zeros are dropped. Raises :class:`InputError` for anything that is not a
+    2-D matrix of finite numbers, for the wrong number of item columns, and, when
+    ``allow_empty_rows`` is false, for a matrix with no interactions at all.
+    """
+    if sp.issparse(X):
+        if X.ndim != 2:
+            raise InputError(f"{name} must be 2-D (users × items), got {X.ndim}-D")
+        csr = sp.csr_matrix(X, copy=True)
+    else:
+        try:
+            array = np.asarray(X)
+        except Exception as exc:  # noqa: BLE001 - report what could not be read
+            raise InputError(f"{name} must be a sparse or dense 2-D matrix: {exc}") from None
+        if array.ndim != 2:
+            raise InputError(f"{name} must be 2-D (users × items), got shape {array.shape}")
+        if not np.issubdtype(array.dtype, np.number) and array.dtype != np.bool_:
+            raise InputError(f"{name} must hold numbers, got dtype {array.dtype}")
+        csr = sp.csr_matrix(array)
+    if csr.shape[0] == 0 or csr.shape[1] == 0:
+        raise InputError(f"{name} is empty: shape {csr.shape}")
+    if n_items is not None and csr.shape[1] != n_items:
+        raise InputError(
+            f"{name} has {csr.shape[1]} item columns but the model was fitted on {n_items} items"
+        )
+    if csr.nnz and not np.all(np.isfinite(csr.data)):
+        raise InputError(f"{name} holds NaN or infinite values")
+    csr.sum_duplicates()
+    csr.eliminate_zeros()
+    if not allow_empty_rows and csr.nnz == 0:
+        raise InputError(f"{name} has no interactions (every entry is zero)")
+    csr.data = np.ones(csr.nnz, dtype=dtype)
+    csr.indices = csr.indices.astype(np.int32, copy=False)
+    csr.indptr = csr.indptr.astype(np.int64 if csr.nnz >= 2**31 else np.int32, copy=False)
+    return csr
+
+
+def check_k(k: object, n_items: int) -> int:
+    """An integer list length with 1 ≤ k ≤ n_items."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise InputError(f"k must be an integer, got {k!r}")
+    if not 1 <= k <= n_items:
+        raise InputError(f"k must be between 1 and the number of items ({n_items}), got {k}")
+    return int(k)
+
+
+def check_item_indices(items: Iterable[int] | int, n_items: int) -> np.ndarray:
+    """Item indices as an int64 array, each in ``[0, n_items)``."""
+    array = np.atleast_1d(np.asarray(items))
+    if array.size and not np.issubdtype(array.dtype, np.integer):
+        raise InputError(f"item indices must be integers, got {array.dtype}")
+    array = array.astype(np.int64, copy=False).ravel()
+    bad = array[(array < 0) | (array >= n_items)]
+    if bad.size:
+        raise InputError(
+            f"item index {int(bad[0])} is out of range: the model has {n_items} items (0..{n_items - 1})"
+        )
+    return array

@@ -9,6 +9,7 @@ from accel.errors import (
     NotFittedError,
 )
 from accel.models import EASE, Recommender, load_model
+from accel.models.knn import ItemKNN, UserKNN
 
 __version__ = "0.1.0"
 
@@ -18,8 +19,10 @@ __all__ = [
     "BackendUnavailableError",
     "InputError",
     "InsufficientMemoryError",
+    "ItemKNN",
     "NotFittedError",
     "Recommender",
+    "UserKNN",
     "available_backends",
     "get_backend",
     "load_model",

@@ -28,8 +28,7 @@ class InsufficientMemoryError(AccelError, MemoryError):
         self.available = int(available)
         self.where = where
         super().__init__(
-            f"{what} needs {format_bytes(needed)} but only {format_bytes(available)} "
-            f"of {where} is available"
+            f"{what} needs {format_bytes(needed)} but only {format_bytes(available)} of {where} is available"
         )
 
 

@@ -11,14 +11,18 @@ import scipy.sparse as sp
 from accel.errors import InputError
 
 DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
+FLOAT32 = DTYPES["float32"]
 
 
 def check_dtype(dtype: str | np.dtype | type) -> np.dtype:
     """``"float32"``/``"float64"`` (or the NumPy types) as a ``np.dtype``."""
-    resolved = np.dtype(dtype) if not isinstance(dtype, str) else DTYPES.get(dtype)
-    if resolved not in DTYPES.values():
+    try:
+        name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+    except TypeError:
+        name = None
+    if name not in DTYPES:
         raise InputError(f"dtype must be float32 or float64, got {dtype!r}")
-    return resolved
+    return DTYPES[name]
 
 
 def check_nonnegative(name: str, value: float) -> float:
@@ -37,7 +41,7 @@ def check_nonnegative(name: str, value: float) -> float:
 def as_interactions(
     X: object,
     *,
-    dtype: np.dtype = np.dtype(np.float32),
+    dtype: np.dtype = FLOAT32,
     n_items: int | None = None,
     allow_empty_rows: bool = True,
     name: str = "X",
@@ -56,7 +60,7 @@ def as_interactions(
     else:
         try:
             array = np.asarray(X)
-        except Exception as exc:  # noqa: BLE001 - report what could not be read
+        except Exception as exc:
             raise InputError(f"{name} must be a sparse or dense 2-D matrix: {exc}") from None
         if array.ndim != 2:
             raise InputError(f"{name} must be 2-D (users × items), got shape {array.shape}")

@@ -7,6 +7,7 @@ routines use the BLAS library's own threads.
 
 from __future__ import annotations
 
+import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -23,7 +24,7 @@ _GRAM_BLOCK_BYTES = 64 << 20
 _GRAM_WORKSPACE_FRACTION = 0.1
 #: Bytes per stored entry of a sparse block product (value, column index, SciPy scratch).
 _BYTES_PER_PRODUCT = 16
-#: Rows symmetrised at a time after the inverse; the temporary is rows × n.
+#: Most rows symmetrised at a time after the inverse; the temporary is rows × n.
 _SYMMETRISE_ROWS = 256
 
 
@@ -31,9 +32,14 @@ def _n_threads() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
+def _symmetrise_rows(n: int) -> int:
+    """Rows per symmetrise step: a small fraction of n, so the temporary stays ≪ n²."""
+    return max(1, min(_SYMMETRISE_ROWS, n // 32))
+
+
 def _row_chunks(n_rows: int, n_chunks: int) -> list[slice]:
     bounds = np.linspace(0, n_rows, n_chunks + 1).astype(int)
-    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+    return [slice(a, b) for a, b in itertools.pairwise(bounds) if b > a]
 
 
 class NumpyBackend(Backend):
@@ -87,7 +93,7 @@ class NumpyBackend(Backend):
 
     def workspace_bytes(self, n_items: int, itemsize: int) -> int:
         gram = self.n_threads * self._gram_block_rows(n_items, itemsize) * n_items * _BYTES_PER_PRODUCT
-        symmetrise = 2 * min(_SYMMETRISE_ROWS, n_items) * n_items * itemsize
+        symmetrise = 2 * _symmetrise_rows(n_items) * n_items * itemsize
         return int(max(gram, symmetrise))
 
     def spd_inverse_inplace(self, A: np.ndarray) -> np.ndarray:
@@ -100,8 +106,7 @@ class NumpyBackend(Backend):
         factor, info = potrf(fortran, lower=False, overwrite_a=True, clean=False)
         if info > 0:
             raise np.linalg.LinAlgError(
-                f"matrix is not positive definite (leading minor {info} of {A.shape[0]}); "
-                "increase l2"
+                f"matrix is not positive definite (leading minor {info} of {A.shape[0]}); increase l2"
             )
         if info < 0:
             raise ValueError(f"potrf rejected argument {-info}")
@@ -116,8 +121,9 @@ class NumpyBackend(Backend):
     def _symmetrise_from_lower(self, A: np.ndarray) -> None:
         """Copy the lower triangle onto the upper one, a few rows at a time."""
         n = A.shape[0]
-        for start in range(0, n, _SYMMETRISE_ROWS):
-            stop = min(start + _SYMMETRISE_ROWS, n)
+        rows = _symmetrise_rows(n)
+        for start in range(0, n, rows):
+            stop = min(start + rows, n)
             block = A[start:stop, start:stop]
             upper = np.triu_indices(stop - start, 1)
             block[upper] = block.T[upper]
@@ -177,7 +183,7 @@ def topk_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     ``argpartition`` picks candidates in O(n); only rows where a tie straddles the
     k-th place fall back to a stable sort, so results never depend on batching.
     """
-    n_rows, n_cols = scores.shape
+    _n_rows, n_cols = scores.shape
     if k >= n_cols:
         ids = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     else:

@@ -72,12 +72,17 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2))
         return 0
     print(f"accel {info['accel']}  python {info['python']}  numpy {info['numpy']}  scipy {info['scipy']}")
-    print(f"cpu cores: {info['cpu_cores']}  host memory available: {format_bytes(info['host_memory_available'])}")
+    print(
+        f"cpu cores: {info['cpu_cores']}  "
+        f"host memory available: {format_bytes(info['host_memory_available'])}"
+    )
     for name, status in info["backends"].items():
         print(f"backend {name}: {status}")
         if f"{name}_memory" in info:
             mem = info[f"{name}_memory"]
-            print(f"  {mem['where']}: {format_bytes(mem['free'])} free; "
-                  f"largest float32 EASE fit ≈ {info[f'{name}_max_ease_items_float32']:,} items")
+            print(
+                f"  {mem['where']}: {format_bytes(mem['free'])} free; "
+                f"largest float32 EASE fit ≈ {info[f'{name}_max_ease_items_float32']:,} items"
+            )
     print(f"auto picks: {info['auto']}")
     return 0

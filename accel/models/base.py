@@ -230,7 +230,9 @@ class Recommender(ABC):
             raise InputError(f"{path} is not a saved accel model (no {META_FILE})")
         meta = json.loads(meta_path.read_text())
         if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
-            raise InputError(f"{path}: unsupported model format {meta.get('format')!r} v{meta.get('format_version')}")
+            raise InputError(
+                f"{path}: unsupported model format {meta.get('format')!r} v{meta.get('format_version')}"
+            )
         saved_cls = Recommender._registry.get(meta["class"])
         if saved_cls is None:
             raise InputError(f"{path}: unknown model class {meta['class']!r}")
@@ -250,6 +252,8 @@ class Recommender(ABC):
         return model
 
 
-def load_model(path: str | os.PathLike[str], mmap: bool = True, backend: str | Backend | None = None) -> Recommender:
+def load_model(
+    path: str | os.PathLike[str], mmap: bool = True, backend: str | Backend | None = None
+) -> Recommender:
     """Load any saved accel model, whatever its class."""
     return Recommender.load(path, mmap=mmap, backend=backend)

@@ -42,7 +42,7 @@ class EASE(Recommender):
 
     @staticmethod
     def memory_required(n_items: int, dtype: str = "float32", backend: str | Backend = "numpy") -> int:
-        """Peak bytes a fit of ``n_items`` items needs beyond the input matrix: one n² buffer plus workspace."""
+        """Peak bytes an ``n_items`` fit needs beyond the input matrix: one n² buffer plus workspace."""
         itemsize = check_dtype(dtype).itemsize
         return int(n_items) ** 2 * itemsize + get_backend(backend).workspace_bytes(int(n_items), itemsize)
 

@@ -1,0 +1,61 @@
+"""Atomic writes: a failure leaves the old content and no temporary files."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from accel.atomic import atomic_dir, atomic_file
+from accel.errors import InputError
+
+
+def test_atomic_file_replaces_on_success(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with atomic_file(target) as tmp:
+        tmp.write_text("new")
+        assert target.read_text() == "old"
+    assert target.read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_atomic_file_failure_keeps_old_and_cleans_up(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_file(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("crash")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_atomic_dir_replaces_whole_folder(tmp_path):
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "stale.npy").write_text("x")
+    with atomic_dir(target) as tmp:
+        (tmp / "fresh.npy").write_text("y")
+    assert [p.name for p in target.iterdir()] == ["fresh.npy"]
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_missing_or_unwritable_parent_is_named(tmp_path):
+    with pytest.raises(InputError, match="does not exist"), atomic_file(tmp_path / "nope" / "f"):
+        pass
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("running as a user who can write anywhere (root)")
+        with pytest.raises(InputError, match="not writable"), atomic_file(locked / "f"):
+            pass
+    finally:
+        locked.chmod(0o700)
+
+
+def test_file_in_the_way_of_a_folder(tmp_path):
+    (tmp_path / "m").write_text("x")
+    with pytest.raises(InputError, match="a file of that name exists"), atomic_dir(tmp_path / "m"):
+        pass

@@ -10,6 +10,7 @@ from accel.errors import (
 )
 from accel.models import EASE, Recommender, load_model
 from accel.models.knn import ItemKNN, UserKNN
+from accel.models.popular import TopPopular
 
 __version__ = "0.1.0"
 
@@ -22,6 +23,7 @@ __all__ = [
     "ItemKNN",
     "NotFittedError",
     "Recommender",
+    "TopPopular",
     "UserKNN",
     "available_backends",
     "get_backend",

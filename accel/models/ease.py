@@ -10,9 +10,34 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from accel.backends import Backend, get_backend
-from accel.errors import InsufficientMemoryError
+from accel.errors import InputError, InsufficientMemoryError
 from accel.models.base import Recommender
 from accel.validation import check_dtype, check_nonnegative
+
+
+class _FitSteps:
+    """A progress bar over the fit's steps that also records each step's seconds."""
+
+    def __init__(self, backend: Backend, total: int, show_progress: bool) -> None:
+        self.backend = backend
+        self.timings: dict[str, float] = {}
+        self.bar = tqdm(total=total, desc="EASE fit", unit="step", disable=None if show_progress else True)
+        self.start = time.perf_counter()
+
+    def __enter__(self) -> _FitSteps:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()
+
+    def done(self, name: str) -> None:
+        """Mark step ``name`` finished (after the device catches up)."""
+        self.backend.synchronize()
+        now = time.perf_counter()
+        self.timings[name] = now - self.start
+        self.start = now
+        self.bar.set_postfix_str(name)
+        self.bar.update()
 
 
 class EASE(Recommender):
@@ -62,31 +87,67 @@ class EASE(Recommender):
     def _fit(self, X: sp.csr_matrix, show_progress: bool) -> None:
         backend = self.backend_
         self._check_memory(X)
-        timings: dict[str, float] = {}
-        steps = tqdm(total=3, desc="EASE fit", unit="step", disable=None if show_progress else True)
-
-        def timed(name: str, start: float) -> float:
-            backend.synchronize()
-            now = time.perf_counter()
-            timings[name] = now - start
-            steps.set_postfix_str(name)
-            steps.update()
-            return now
-
-        with steps:
-            t = time.perf_counter()
+        with _FitSteps(backend, 3, show_progress) as steps:
             X_dev = backend.sparse_to_device(X, self.dtype_)
             G = backend.empty((self.n_items_, self.n_items_), self.dtype_)
             backend.gram(X_dev, out=G)
             del X_dev
-            t = timed("gram", t)
-            backend.add_to_diagonal(G, float(self.l2))
-            backend.spd_inverse_inplace(G)
-            t = timed("inverse", t)
-            backend.ease_weights_inplace(G)
-            timed("weights", t)
+            steps.done("gram")
+            self._weights_from_gram(G, steps)
+
+    def fit_gram(self, G: Any, show_progress: bool = True) -> EASE:
+        """Learn from a precomputed Gram matrix ``G = XᵀX`` (n_items × n_items), e.g. from
+        :func:`accel.distributed.gram_from_parquet`, without the interaction log. Returns self.
+
+        ``G`` is worked on in place and becomes ``B_``: pass a C-contiguous array of
+        the model's dtype (a NumPy array for the CPU backend; on the GPU it is copied
+        to the device once) and do not use it afterwards. Only the solver's workspace
+        is allocated besides it.
+        """
+        self.dtype_ = check_dtype(self.dtype)
+        self._check_params()
+        self.backend_ = get_backend(self.backend)
+        shape = getattr(G, "shape", None)
+        if shape is None or len(shape) != 2 or shape[0] != shape[1] or shape[0] == 0:
+            raise InputError(f"G must be a non-empty square matrix (items × items), got shape {shape}")
+        problem = None
+        if getattr(G, "dtype", None) != self.dtype_:
+            problem = f"its dtype is {getattr(G, 'dtype', type(G).__name__)}"
+        elif not G.flags.c_contiguous:
+            problem = "it is not C-contiguous"
+        elif not G.flags.writeable:
+            problem = "it is read-only"
+        if problem:
+            raise InputError(
+                f"G is overwritten in place, so it must be a writable C-contiguous {self.dtype_.name} array "
+                f"(the model's dtype), but {problem}: pass a copy, "
+                f"np.array(G, dtype='{self.dtype_.name}', order='C')"
+            )
+        backend = self.backend_
+        self.n_items_ = int(shape[0])
+        G_dev = backend.to_device(G)
+        needed = backend.workspace_bytes(self.n_items_, self.dtype_.itemsize)
+        if needed > backend.free_memory():
+            raise InsufficientMemoryError(
+                f"the EASE solve of {self.n_items_:,} items",
+                needed,
+                backend.free_memory(),
+                backend.memory_kind(),
+            )
+        with _FitSteps(backend, 2, show_progress) as steps:
+            self._weights_from_gram(G_dev, steps)
+        return self
+
+    def _weights_from_gram(self, G: Any, steps: _FitSteps) -> None:
+        """``G + λI`` → its inverse → ``B``, all in ``G``'s buffer, which becomes ``B_``."""
+        backend = self.backend_
+        backend.add_to_diagonal(G, float(self.l2))
+        backend.spd_inverse_inplace(G)
+        steps.done("inverse")
+        backend.ease_weights_inplace(G)
+        steps.done("weights")
         self.B_ = G
-        self.fit_timings_ = timings
+        self.fit_timings_ = steps.timings
 
     def _score_batch(self, X: Any, rows: np.ndarray) -> Any:
         return self.backend_.sparse_dense_matmul(X, self.B_)

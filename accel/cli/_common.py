@@ -1,0 +1,118 @@
+"""Arguments and helpers shared by the data-handling subcommands (fit, recommend, evaluate, similar)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from accel.atomic import atomic_file
+from accel.data.interactions import Interactions, read_table
+from accel.data.loaders import read_movielens_ratings
+from accel.errors import InputError
+from accel.models.base import Recommender, load_model
+
+INPUT_FORMATS = ("auto", "csv", "tsv", "parquet", "movielens")
+OUTPUT_SUFFIXES = (".parquet", ".pq", ".csv")
+
+
+def add_input_args(parser: argparse.ArgumentParser, defaults_from_model: bool = False) -> None:
+    """INPUT's format and column names (``None`` defaults let a saved model supply them)."""
+    saved = " (default: as at fit time)" if defaults_from_model else ""
+    default = {"user": None, "item": None} if defaults_from_model else {"user": "user_id", "item": "item_id"}
+    parser.add_argument(
+        "--user-col", default=default["user"], help=f"user id column (default user_id){saved}"
+    )
+    parser.add_argument(
+        "--item-col", default=default["item"], help=f"item id column (default item_id){saved}"
+    )
+    parser.add_argument("--time-col", default=None, help="timestamp column (dates or Unix seconds)")
+    parser.add_argument(
+        "--input-format",
+        choices=INPUT_FORMATS,
+        default=None if defaults_from_model else "auto",
+        help="auto: by suffix (.parquet/.pq, .tsv, else CSV); movielens: a MovieLens u.data, ratings.dat "
+        "or ratings.csv (or its folder), with columns user_id, item_id, rating, timestamp" + saved,
+    )
+
+
+def add_quiet_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def add_filter_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--min-user", type=int, default=1, help="drop users with fewer interactions")
+    parser.add_argument("--min-item", type=int, default=1, help="drop items with fewer interactions")
+
+
+def read_interactions(
+    path: str | os.PathLike[str],
+    user_col: str = "user_id",
+    item_col: str = "item_id",
+    time_col: str | None = None,
+    input_format: str = "auto",
+) -> Interactions:
+    """The log at ``path`` in ``input_format``; MovieLens logs are timed by default."""
+    if input_format == "movielens":
+        if not Path(path).exists():
+            raise InputError(f"input {path} does not exist")
+        frame = read_movielens_ratings(path)
+        time_col = time_col or "timestamp"
+    else:
+        frame = read_table(path, input_format)
+    return Interactions.from_frame(frame, user_col=user_col, item_col=item_col, time_col=time_col)
+
+
+def apply_filters(inter: Interactions, args: argparse.Namespace) -> Interactions:
+    if args.min_user > 1 or args.min_item > 1:
+        return inter.filter(min_user=args.min_user, min_item=args.min_item)
+    return inter
+
+
+def check_output_path(path: str | os.PathLike[str], suffixes: tuple[str, ...] | None = None) -> Path:
+    """Fail before any work when ``path`` cannot be written (missing or read-only folder, bad suffix)."""
+    path = Path(path)
+    if suffixes is not None and path.suffix.lower() not in suffixes:
+        raise InputError(f"output {path} must end in {', '.join(suffixes)}")
+    parent = path.parent
+    if not parent.is_dir():
+        raise InputError(f"cannot write {path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"cannot write {path}: folder {parent} is not writable")
+    if path.is_dir() and suffixes is not None:
+        raise InputError(f"cannot write {path}: it is a folder")
+    return path
+
+
+def write_table(frame: pd.DataFrame, path: Path) -> None:
+    """Write ``frame`` as Parquet or CSV (by suffix), atomically."""
+    with atomic_file(path) as tmp:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            frame.to_parquet(tmp, index=False)
+        else:
+            frame.to_csv(tmp, index=False)
+
+
+def id_array(ids: np.ndarray) -> np.ndarray:
+    """Ids in a form ``np.save`` keeps without pickling (object arrays become strings)."""
+    ids = np.asarray(ids)
+    return ids.astype(str) if ids.dtype == object else ids
+
+
+def load_saved_model(path: str | os.PathLike[str], backend: str | None = None) -> Recommender:
+    """A model saved by ``accel fit`` (one that carries its item ids)."""
+    if not Path(path).is_dir():
+        raise InputError(f"model folder {path} does not exist")
+    model = load_model(path, backend=backend)
+    if "item_ids" not in getattr(model, "extras_", {}):
+        raise InputError(f"{path} was not saved by `accel fit`: it has no item ids")
+    return model
+
+
+def saved_text(model: Recommender, name: str) -> str | None:
+    """A string kept by ``accel fit`` in the model's extras (``None`` when absent or empty)."""
+    value = model.extras_.get(name)
+    return str(value[()]) if value is not None and str(value[()]) else None

@@ -1,0 +1,75 @@
+"""``accel fit``: learn a model from an interaction log and save it with its item ids."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+
+from accel.cli._common import (
+    add_filter_args,
+    add_input_args,
+    add_quiet_arg,
+    apply_filters,
+    check_output_path,
+    id_array,
+    read_interactions,
+)
+from accel.models.base import Recommender
+from accel.models.ease import EASE
+from accel.models.popular import TopPopular
+
+MODELS = ("ease", "toppop")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "fit",
+        help="fit a model on an interaction log and save it",
+        description="Read an interaction log (CSV or Parquet; one row per user-item interaction), "
+        "fit EASE (or TopPopular) on all of it and save the model folder, with the item ids, "
+        "to --out. Example: accel fit log.parquet --user-col customer_id --item-col article_id "
+        "--l2 500 --out model/",
+    )
+    parser.add_argument("input", metavar="INPUT", help="interaction log (.csv, .tsv, .parquet)")
+    add_input_args(parser)
+    add_filter_args(parser)
+    parser.add_argument("--model", choices=MODELS, default="ease", help="which model (default ease)")
+    parser.add_argument("--l2", type=float, default=500.0, help="EASE L2 penalty λ (default 500)")
+    parser.add_argument("--backend", default="auto", help="auto, numpy or cupy (default auto)")
+    parser.add_argument("--dtype", default="float32", help="float32 or float64 (default float32)")
+    parser.add_argument("--out", required=True, metavar="MODEL_DIR", help="folder to write the model to")
+    add_quiet_arg(parser)
+    parser.set_defaults(func=run)
+
+
+def make_model(name: str, l2: float, backend: str, dtype: str) -> Recommender:
+    """A fresh model by its command-line name."""
+    if name == "ease":
+        return EASE(l2=l2, backend=backend, dtype=dtype)
+    return TopPopular(backend=backend, dtype=dtype)
+
+
+def run(args: argparse.Namespace) -> int:
+    out = check_output_path(args.out)
+    inter = apply_filters(
+        read_interactions(args.input, args.user_col, args.item_col, args.time_col, args.input_format), args
+    )
+    model = make_model(args.model, args.l2, args.backend, args.dtype)
+    model.fit(inter.matrix(), show_progress=not args.quiet)
+    extras = {
+        "item_ids": id_array(inter.item_ids),
+        "user_col": np.array(args.user_col),
+        "item_col": np.array(args.item_col),
+        "time_col": np.array(args.time_col or ""),
+        "input_format": np.array(args.input_format),
+    }
+    model.save(out, extras=extras)
+    if not args.quiet:
+        print(
+            f"fitted {model!r} on {len(inter):,} interactions of {inter.n_users:,} users × "
+            f"{inter.n_items:,} items; saved to {out}",
+            file=sys.stderr,
+        )
+    return 0

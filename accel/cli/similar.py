@@ -1,0 +1,43 @@
+"""``accel similar``: the items a saved model finds most similar to one item."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+
+from accel.cli._common import load_saved_model
+from accel.data.interactions import lookup_ids
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "similar",
+        help="list the items most similar to one item",
+        description="Print the --k items most similar to ITEM_ID (an original item id) under a model "
+        "saved by `accel fit`, best first, as rank, item, score. Example: accel similar model/ 50 --k 5",
+    )
+    parser.add_argument("model_dir", metavar="MODEL_DIR", help="folder written by `accel fit`")
+    parser.add_argument("item", metavar="ITEM_ID", help="an item id as it appears in the log")
+    parser.add_argument("--k", type=int, default=10, help="how many items (default 10)")
+    parser.add_argument("--backend", default=None, help="override the saved backend (auto, numpy, cupy)")
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    model = load_saved_model(args.model_dir, backend=args.backend)
+    item_ids = np.asarray(model.extras_["item_ids"])
+    (index,) = lookup_ids(args.item, item_ids, "item")
+    ids, scores = model.similar_items(int(index), k=args.k)
+    rows = [
+        (rank, item_ids[i].item(), float(s)) for rank, (i, s) in enumerate(zip(ids, scores, strict=True), 1)
+    ]
+    if args.json:
+        print(json.dumps([{"rank": r, "item": i, "score": s} for r, i, s in rows]))
+    else:
+        print("rank\titem\tscore")
+        for r, i, s in rows:
+            print(f"{r}\t{i}\t{s:.6g}")
+    return 0

@@ -1,0 +1,265 @@
+"""An interaction log with fixed user and item id mappings, turned into sparse matrices on demand."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from accel.errors import InputError
+
+
+def _coerce_ids(ids: Iterable[object] | object, known: np.ndarray) -> np.ndarray:
+    """``ids`` as an array comparable with ``known`` (e.g. ``"42"`` typed on a command line → 42)."""
+    array = np.atleast_1d(np.asarray(ids, dtype=object if isinstance(ids, str) else None))
+    if known.dtype.kind in "iu" and array.dtype.kind not in "iu":
+        converted = pd.to_numeric(pd.Series(array.ravel(), dtype=object), errors="coerce")
+        if converted.isna().any() or not (converted == converted.round()).all():
+            bad = array.ravel()[converted.isna().to_numpy() | (converted != converted.round()).to_numpy()][0]
+            return np.array([bad], dtype=object)
+        return converted.to_numpy(dtype=np.int64)
+    if known.dtype.kind in "OUS" and array.dtype.kind not in "OUS":
+        return array.astype(str).astype(object)
+    return array
+
+
+def lookup_ids(ids: object, known: np.ndarray, what: str) -> np.ndarray:
+    """Positions of ``ids`` in ``known``; :class:`InputError` naming the first unknown id."""
+    array = _coerce_ids(ids, known)
+    positions = pd.Index(known).get_indexer(array.ravel())
+    if (positions < 0).any():
+        unknown = array.ravel()[np.flatnonzero(positions < 0)[0]]
+        unknown = unknown.item() if isinstance(unknown, np.generic) else unknown
+        raise InputError(f"unknown {what} id {unknown!r}: not in the {len(known):,} {what}s of this log")
+    return positions.astype(np.int64)
+
+
+def parse_times(values: pd.Series, column: str) -> pd.Series:
+    """Datetimes from datetimes, dates as text, or Unix seconds; :class:`InputError` for the unparseable."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        if values.isna().any():
+            raise InputError(f"time column {column!r} has missing values")
+        return values
+    if pd.api.types.is_numeric_dtype(values):
+        if values.isna().any():
+            raise InputError(f"time column {column!r} has missing values")
+        return pd.to_datetime(values, unit="s")
+    parsed = pd.to_datetime(values, errors="coerce")
+    bad = parsed.isna() & values.notna()
+    if bad.any() or values.isna().any():
+        example = values[bad].iloc[0] if bad.any() else None
+        raise InputError(f"time column {column!r} holds a value that is not a date: {example!r}")
+    return parsed
+
+
+class Interactions:
+    """A de-duplicated log of (user, item[, time]) with fixed id ↔ index mappings.
+
+    ``user_ids[u]`` and ``item_ids[i]`` are the original ids of user index ``u``
+    and item index ``i``. ``frame`` has integer ``user`` and ``item`` columns
+    (and ``time`` when the log has times). Subsets made by :meth:`select` or
+    :meth:`between` keep the mappings, so their matrices all have shape
+    ``(n_users, n_items)`` with the same meaning; :meth:`filter` builds new,
+    smaller mappings.
+    """
+
+    def __init__(self, frame: pd.DataFrame, user_ids: np.ndarray, item_ids: np.ndarray) -> None:
+        self.frame = frame
+        self.user_ids = user_ids
+        self.item_ids = item_ids
+
+    # ---- construction -----------------------------------------------------------
+    @classmethod
+    def from_frame(
+        cls,
+        df: pd.DataFrame,
+        user_col: str = "user_id",
+        item_col: str = "item_id",
+        time_col: str | None = None,
+    ) -> Interactions:
+        """Build from a DataFrame; repeats of a (user, item) pair keep the first (earliest) one."""
+        columns = [user_col, item_col] + ([time_col] if time_col else [])
+        missing = [c for c in columns if c not in df.columns]
+        if missing:
+            raise InputError(
+                f"column {missing[0]!r} not found; the input has columns {', '.join(map(str, df.columns))}"
+            )
+        if len(df) == 0:
+            raise InputError("the interaction log is empty")
+        for col in (user_col, item_col):
+            if df[col].isna().any():
+                raise InputError(f"column {col!r} has {int(df[col].isna().sum()):,} missing ids")
+        users, user_ids = pd.factorize(df[user_col], sort=True)
+        items, item_ids = pd.factorize(df[item_col], sort=True)
+        data = {"user": users.astype(np.int32), "item": items.astype(np.int32)}
+        if time_col:
+            data["time"] = parse_times(df[time_col], time_col).to_numpy()
+        frame = pd.DataFrame(data)
+        if time_col:
+            frame = frame.sort_values("time", kind="stable")
+        frame = frame.drop_duplicates(["user", "item"], keep="first").reset_index(drop=True)
+        return cls(frame, np.asarray(user_ids), np.asarray(item_ids))
+
+    @classmethod
+    def from_csv(
+        cls,
+        path: str | os.PathLike[str],
+        user_col: str = "user_id",
+        item_col: str = "item_id",
+        time_col: str | None = None,
+        **read_csv_kwargs: object,
+    ) -> Interactions:
+        """Read the named columns of a CSV file (extra ``read_csv`` arguments pass through)."""
+        return cls.from_frame(
+            read_table(path, "csv", **read_csv_kwargs),
+            user_col=user_col,
+            item_col=item_col,
+            time_col=time_col,
+        )
+
+    @classmethod
+    def from_parquet(
+        cls,
+        path: str | os.PathLike[str],
+        user_col: str = "user_id",
+        item_col: str = "item_id",
+        time_col: str | None = None,
+    ) -> Interactions:
+        """Read the named columns of a Parquet file."""
+        return cls.from_frame(
+            read_table(path, "parquet"), user_col=user_col, item_col=item_col, time_col=time_col
+        )
+
+    # ---- sizes and mappings -----------------------------------------------------------
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    @property
+    def has_time(self) -> bool:
+        return "time" in self.frame.columns
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def __repr__(self) -> str:
+        return (
+            f"<Interactions {len(self):,} interactions, {self.n_users:,} users × {self.n_items:,} items"
+            f"{', timed' if self.has_time else ''}>"
+        )
+
+    def user_index(self, ids: object) -> np.ndarray:
+        """Indices of original user ``ids``; raises :class:`InputError` naming an unknown id."""
+        return lookup_ids(ids, self.user_ids, "user")
+
+    def item_index(self, ids: object) -> np.ndarray:
+        """Indices of original item ``ids``; raises :class:`InputError` naming an unknown id."""
+        return lookup_ids(ids, self.item_ids, "item")
+
+    # ---- matrices -------------------------------------------------------------------
+    def matrix(self, rows: np.ndarray | None = None) -> sp.csr_matrix:
+        """Binary float32 CSR of shape ``(n_users, n_items)`` from all of the log or selected ``rows``.
+
+        ``rows`` picks rows of :attr:`frame` (a boolean mask or integer positions).
+        """
+        frame = self.frame if rows is None else self._rows(rows)
+        users = frame["user"].to_numpy()
+        items = frame["item"].to_numpy()
+        X = sp.csr_matrix(
+            (np.ones(len(users), dtype=np.float32), (users, items)), shape=(self.n_users, self.n_items)
+        )
+        X.sum_duplicates()
+        X.data[:] = 1.0
+        return X
+
+    # ---- subsets --------------------------------------------------------------------
+    def select(self, rows: np.ndarray) -> Interactions:
+        """The interactions at ``rows`` (mask or positions of :attr:`frame`), same mappings."""
+        return Interactions(self._rows(rows).reset_index(drop=True), self.user_ids, self.item_ids)
+
+    def _rows(self, rows: np.ndarray) -> pd.DataFrame:
+        rows = np.asarray(rows)
+        if rows.dtype == bool:
+            if rows.shape != (len(self.frame),):
+                raise InputError(f"row mask has shape {rows.shape}, the log has {len(self.frame)} rows")
+            return self.frame[rows]
+        return self.frame.iloc[rows]
+
+    def between(self, start: object = None, end: object = None) -> Interactions:
+        """Interactions with ``start <= time < end`` (either bound optional), same mappings."""
+        if not self.has_time:
+            raise InputError("this log has no times: pass a time column to split or window it by time")
+        times = self.frame["time"]
+        mask = np.ones(len(times), dtype=bool)
+        if start is not None:
+            mask &= (times >= to_timestamp(start, "start")).to_numpy()
+        if end is not None:
+            mask &= (times < to_timestamp(end, "end")).to_numpy()
+        return self.select(mask)
+
+    def filter(self, min_user: int = 1, min_item: int = 1, iterate: bool = False) -> Interactions:
+        """Keep users with ≥ ``min_user`` and items with ≥ ``min_item`` interactions, re-indexed.
+
+        With ``iterate`` the two filters repeat until both hold at once (a k-core).
+        Raises :class:`InputError` when nothing is left.
+        """
+        frame = self.frame
+        while True:
+            user_counts = np.bincount(frame["user"].to_numpy(), minlength=self.n_users)
+            item_counts = np.bincount(frame["item"].to_numpy(), minlength=self.n_items)
+            keep = (user_counts[frame["user"].to_numpy()] >= min_user) & (
+                item_counts[frame["item"].to_numpy()] >= min_item
+            )
+            frame = frame[keep]
+            if not iterate or keep.all():
+                break
+        if len(frame) == 0:
+            raise InputError(
+                f"no interactions left after filtering (min_user={min_user}, min_item={min_item})"
+            )
+        users, user_pos = np.unique(frame["user"].to_numpy(), return_inverse=True)
+        items, item_pos = np.unique(frame["item"].to_numpy(), return_inverse=True)
+        out = frame.assign(user=user_pos.astype(np.int32), item=item_pos.astype(np.int32)).reset_index(
+            drop=True
+        )
+        return Interactions(out, self.user_ids[users], self.item_ids[items])
+
+
+def to_timestamp(value: object, name: str) -> pd.Timestamp:
+    """A :class:`pandas.Timestamp` from a date-like value; :class:`InputError` if it is not one."""
+    try:
+        stamp = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        raise InputError(f"{name} must be a date, got {value!r}") from None
+    if pd.isna(stamp):
+        raise InputError(f"{name} must be a date, got {value!r}")
+    return stamp
+
+
+def read_table(path: str | os.PathLike[str], fmt: str = "auto", **read_csv_kwargs: object) -> pd.DataFrame:
+    """A CSV, TSV or Parquet file as a DataFrame (``fmt="auto"`` goes by the suffix)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"input file {path} does not exist")
+    if fmt == "auto":
+        suffix = path.suffix.lower()
+        fmt = {".parquet": "parquet", ".pq": "parquet", ".tsv": "tsv"}.get(suffix, "csv")
+    try:
+        if fmt == "parquet":
+            return pd.read_parquet(path)
+        if fmt == "tsv":
+            return pd.read_csv(path, sep="\t", **read_csv_kwargs)
+        if fmt == "csv":
+            return pd.read_csv(path, **read_csv_kwargs)
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"cannot read {path} as {fmt}: {first_line}") from None
+    raise InputError(f"unknown input format {fmt!r}; choose csv, tsv or parquet")

@@ -1,0 +1,235 @@
+"""Item-item and user-user nearest-neighbour recommenders over similaripy 0.7 similarities.
+
+Orientation. similaripy computes ``S = f(M1, M2)`` row by row and keeps each
+row's top ``k`` columns. :class:`ItemKNN` passes ``M1 = Xᵀ`` (items × users), so
+row ``i`` of ``S`` holds item ``i``'s ``k`` nearest items, and scores ``X · S``:
+``score(u, j) = Σ_{i seen by u} S[i, j]``, each seen item voting for its own
+neighbours. RP3β divides by the popularity of ``S``'s *column* item, so here it
+penalises the candidate being recommended. (similaripy's tutorial multiplies by
+``Sᵀ`` instead, which lets each candidate pick its neighbours among the seen
+items; the two agree only for a symmetric, un-truncated ``S``.) Like similaripy,
+``S`` keeps its diagonal (an item is its own nearest neighbour); that only ever
+adds score to seen items, which recommendations exclude.
+
+:class:`UserKNN` keeps the training matrix and, for each row it scores, asks
+similaripy for that row's ``k`` nearest *training* users (``M1`` = the query
+rows, ``M2 = X_trainᵀ``), then scores ``W · X_train``. Rows need not be training
+users, so new users work without refitting; a training user passed again finds
+itself as its own nearest neighbour, exactly as ``similaripy.f(X_train)`` does.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+import similaripy
+
+from accel.backends import Backend
+from accel.errors import InputError
+from accel.models.base import Recommender
+from accel.validation import check_nonnegative
+
+#: Each similaripy similarity and the parameters of its own that it takes
+#: (besides ``k``, ``shrink``, ``shrink_type`` and ``threshold``, which all take).
+SIMILARITY_PARAMS: dict[str, tuple[str, ...]] = {
+    "dot_product": (),
+    "cosine": (),
+    "asymmetric_cosine": ("alpha",),
+    "jaccard": (),
+    "dice": (),
+    "tversky": ("alpha", "beta"),
+    "p3alpha": ("alpha",),
+    "rp3beta": ("alpha", "beta"),
+    "s_plus": ("l1", "l2", "l3", "t1", "t2", "c1", "c2", "pop1", "pop2", "alpha", "beta1", "beta2"),
+}
+SIMILARITIES: tuple[str, ...] = tuple(SIMILARITY_PARAMS)
+SHRINK_TYPES: tuple[str, ...] = ("stabilized", "bayesian", "additive")
+COMMON_PARAMS: tuple[str, ...] = ("k", "shrink", "shrink_type", "threshold")
+METHOD_PARAMS: tuple[str, ...] = tuple(dict.fromkeys(p for ps in SIMILARITY_PARAMS.values() for p in ps))
+_POP_CHOICES = ("none", "sum")
+
+
+def check_knn_params(similarity: str, params: dict[str, Any]) -> None:
+    """Raise :class:`InputError` for an unknown similarity or a parameter it does not take."""
+    if similarity not in SIMILARITY_PARAMS:
+        raise InputError(f"unknown similarity {similarity!r}; choose one of {', '.join(SIMILARITIES)}")
+    allowed = set(COMMON_PARAMS) | set(SIMILARITY_PARAMS[similarity])
+    for name in params:
+        if name not in allowed:
+            raise InputError(
+                f"similarity {similarity!r} does not take parameter {name!r}; "
+                f"it takes {', '.join(sorted(allowed))}"
+            )
+
+
+class _KNN(Recommender):
+    """Shared parameters, checks and the call into similaripy."""
+
+    _kind: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        similarity: str = "cosine",
+        k: int = 100,
+        shrink: float = 0.0,
+        shrink_type: str = "stabilized",
+        threshold: float = 0.0,
+        alpha: float | None = None,
+        beta: float | None = None,
+        l1: float | None = None,
+        l2: float | None = None,
+        l3: float | None = None,
+        t1: float | None = None,
+        t2: float | None = None,
+        c1: float | None = None,
+        c2: float | None = None,
+        pop1: str | None = None,
+        pop2: str | None = None,
+        beta1: float | None = None,
+        beta2: float | None = None,
+        backend: str | Backend = "auto",
+        dtype: str = "float32",
+    ) -> None:
+        super().__init__(backend=backend, dtype=dtype)
+        self.similarity = similarity
+        self.k = k
+        self.shrink = shrink
+        self.shrink_type = shrink_type
+        self.threshold = threshold
+        self.alpha = alpha
+        self.beta = beta
+        self.l1 = l1
+        self.l2 = l2
+        self.l3 = l3
+        self.t1 = t1
+        self.t2 = t2
+        self.c1 = c1
+        self.c2 = c2
+        self.pop1 = pop1
+        self.pop2 = pop2
+        self.beta1 = beta1
+        self.beta2 = beta2
+
+    def method_params(self) -> dict[str, Any]:
+        """The similarity's own parameters that were set (the rest keep similaripy's defaults)."""
+        return {name: getattr(self, name) for name in METHOD_PARAMS if getattr(self, name) is not None}
+
+    def _check_params(self) -> None:
+        check_knn_params(self.similarity, self.method_params())
+        if isinstance(self.k, bool) or not isinstance(self.k, (int, np.integer)) or self.k < 1:
+            raise InputError(f"k (neighbours kept) must be a positive integer, got {self.k!r}")
+        check_nonnegative("shrink", self.shrink)
+        if self.shrink_type not in SHRINK_TYPES:
+            raise InputError(
+                f"unknown shrink_type {self.shrink_type!r}; choose one of {', '.join(SHRINK_TYPES)}"
+            )
+        check_nonnegative("threshold", self.threshold)
+        for name, value in self.method_params().items():
+            if name in ("pop1", "pop2"):
+                if value not in _POP_CHOICES:
+                    raise InputError(f"{name} must be one of {', '.join(_POP_CHOICES)}, got {value!r}")
+            elif isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+                raise InputError(f"{name} must be a number, got {value!r}")
+            elif not np.isfinite(value):
+                raise InputError(f"{name} must be finite, got {value}")
+
+    def _similarity(
+        self, matrix1: sp.csr_matrix, matrix2: sp.csr_matrix, show_progress: bool
+    ) -> sp.csr_matrix:
+        """``similaripy.<similarity>(matrix1, matrix2, ...)`` as a CSR matrix of ``dtype_``."""
+        function = getattr(similaripy, self.similarity)
+        result = function(
+            sp.csr_array(matrix1),
+            sp.csr_array(matrix2),
+            k=int(self.k),
+            shrink=float(self.shrink),
+            shrink_type=self.shrink_type,
+            threshold=float(self.threshold),
+            verbose=show_progress,
+            format_output="csr",
+            **self.method_params(),
+        )
+        return sp.csr_matrix(result, dtype=self.dtype_)
+
+
+def _host_csr(X: Any) -> sp.csr_matrix:
+    """A SciPy CSR copy of a backend CSR matrix (CuPy's sparse matrices have ``get``)."""
+    return X if sp.issparse(X) else X.get()
+
+
+class ItemKNN(_KNN):
+    """Item-based KNN: ``S = similarity(Xᵀ)`` keeps each item's ``k`` nearest items; scores are ``X · S``.
+
+    Parameters
+    ----------
+    similarity:
+        One of ``dot_product``, ``cosine``, ``asymmetric_cosine``, ``jaccard``, ``dice``,
+        ``tversky``, ``p3alpha``, ``rp3beta``, ``s_plus`` (similaripy's functions).
+    k, shrink, shrink_type, threshold:
+        Passed to similaripy: neighbours kept per item, shrinkage and its kind, and the
+        smallest similarity kept.
+    alpha, beta, l1, l2, l3, t1, t2, c1, c2, pop1, pop2, beta1, beta2:
+        The similarity's own parameters, under similaripy's names (``None`` keeps
+        similaripy's default). Setting one the similarity does not take is an error.
+    backend, dtype:
+        Where scoring runs (``S`` is copied to the backend as a sparse matrix) and its precision.
+    """
+
+    def _fit(self, X: sp.csr_matrix, show_progress: bool) -> None:
+        self.S_ = self._similarity(X.T.tocsr(), X, show_progress)
+        self.S_dev_ = self.backend_.sparse_to_device(self.S_, self.dtype_)
+
+    def _score_batch(self, X: Any, rows: np.ndarray) -> Any:
+        return (X @ self.S_dev_).toarray()
+
+    def _item_scores(self, item: int) -> Any:
+        return self.backend_.to_device(self.S_[item].toarray().ravel())
+
+    def _state(self) -> dict[str, Any]:
+        return {"S_data": self.S_.data, "S_indices": self.S_.indices, "S_indptr": self.S_.indptr}
+
+    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        shape = (self.n_items_, self.n_items_)
+        self.S_ = sp.csr_matrix((arrays["S_data"], arrays["S_indices"], arrays["S_indptr"]), shape=shape)
+        self.S_dev_ = self.backend_.sparse_to_device(self.S_, self.dtype_)
+
+
+class UserKNN(_KNN):
+    """User-based KNN: each scored row's ``k`` nearest training users vote with their items.
+
+    ``recommend(X_rows)`` computes ``W = similarity(X_rows, X_trainᵀ)`` (rows ×
+    training users, top ``k`` per row) with similaripy and scores ``W · X_train``.
+    ``X_rows`` may be the training matrix itself or new users' interactions.
+    Parameters are those of :class:`ItemKNN`.
+    """
+
+    def _fit(self, X: sp.csr_matrix, show_progress: bool) -> None:
+        self.X_train_ = X
+        self.X_train_T_ = X.T.tocsr()
+        self.X_dev_ = self.backend_.sparse_to_device(X, self.dtype_)
+        self.n_users_ = X.shape[0]
+
+    def _score_batch(self, X: Any, rows: np.ndarray) -> Any:
+        W = self._similarity(_host_csr(X), self.X_train_T_, show_progress=False)
+        return (self.backend_.sparse_to_device(W, self.dtype_) @ self.X_dev_).toarray()
+
+    def _item_scores(self, item: int) -> Any:
+        raise InputError(
+            "UserKNN learns user-user similarities, not item-item ones: use ItemKNN for similar_items"
+        )
+
+    def _state(self) -> dict[str, Any]:
+        X = self.X_train_
+        return {"X_data": X.data, "X_indices": X.indices, "X_indptr": X.indptr}
+
+    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        indptr = arrays["X_indptr"]
+        X = sp.csr_matrix(
+            (arrays["X_data"], arrays["X_indices"], indptr), shape=(len(indptr) - 1, self.n_items_)
+        )
+        self.X_train_ = X
+        self.X_train_T_ = X.T.tocsr()
+        self.X_dev_ = self.backend_.sparse_to_device(X, self.dtype_)
+        self.n_users_ = X.shape[0]

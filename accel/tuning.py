@@ -1,0 +1,212 @@
+"""Hyper-parameter search on a validation window, then one refit scored on the test window.
+
+EASE's λ is searched on a log scale; each ItemKNN similarity over ``k``,
+``shrink`` and its own parameters. Every candidate is fitted on ``train_val``
+and scored on the following ``valid`` window; the best is refitted on
+``train`` and scored on ``test`` (see :func:`accel.data.chronological_splits`).
+Search is a grid, random sampling (seeded) or, when installed, Optuna's TPE.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from accel.data.splits import ChronologicalSplits, Split
+from accel.errors import InputError
+from accel.metrics import METRICS, evaluate_split
+from accel.models.ease import EASE
+from accel.models.knn import SIMILARITIES, ItemKNN
+
+SEARCHES = ("grid", "random", "optuna")
+#: λ range searched for EASE (log scale).
+EASE_L2_RANGE = (1.0, 1e5)
+#: Shared KNN search space: (low, high, log scale?, integer?) per parameter.
+KNN_COMMON_SPACE: dict[str, tuple[float, float, bool, bool]] = {
+    "k": (10, 1000, True, True),
+    "shrink": (0, 200, False, False),
+}
+#: Each similarity's own parameters, searched on top of the common ones.
+KNN_SPACE: dict[str, dict[str, tuple[float, float, bool, bool]]] = {
+    "dot_product": {},
+    "cosine": {},
+    "asymmetric_cosine": {"alpha": (0.0, 1.0, False, False)},
+    "jaccard": {},
+    "dice": {},
+    "tversky": {"alpha": (0.0, 1.0, False, False), "beta": (0.0, 1.0, False, False)},
+    "p3alpha": {"alpha": (0.2, 2.0, False, False)},
+    "rp3beta": {"alpha": (0.2, 2.0, False, False), "beta": (0.0, 1.0, False, False)},
+    "s_plus": {
+        "l1": (0.0, 1.0, False, False),
+        "l2": (0.0, 1.0, False, False),
+        "t1": (0.0, 1.0, False, False),
+        "t2": (0.0, 1.0, False, False),
+        "c1": (0.0, 1.0, False, False),
+        "c2": (0.0, 1.0, False, False),
+    },
+}
+#: Points per parameter in a grid search.
+GRID_POINTS = 3
+
+
+def optuna_available() -> bool:
+    """Whether the optional Optuna search can be used."""
+    return importlib.util.find_spec("optuna") is not None
+
+
+def parse_metric(metric: str) -> tuple[str, int]:
+    """``"ndcg@10"`` as ``("ndcg", 10)``; :class:`InputError` for anything else."""
+    name, _, k = metric.partition("@")
+    if name not in METRICS or name == "coverage" or not k.isdigit() or int(k) < 1:
+        choices = ", ".join(m for m in METRICS if m != "coverage")
+        raise InputError(f"metric must look like ndcg@10 with one of {choices}, got {metric!r}")
+    return name, int(k)
+
+
+def _grid_values(low: float, high: float, log: bool, integer: bool, n: int) -> list[float]:
+    values = np.geomspace(max(low, 1e-9), high, n) if log else np.linspace(low, high, n)
+    return sorted({round(float(v)) for v in values}) if integer else [float(v) for v in values]
+
+
+def _sample(rng: np.random.Generator, low: float, high: float, log: bool, integer: bool) -> float:
+    value = math.exp(rng.uniform(math.log(max(low, 1e-9)), math.log(high))) if log else rng.uniform(low, high)
+    return round(value) if integer else float(value)
+
+
+def _candidates(
+    space: dict[str, tuple[float, float, bool, bool]],
+    search: str,
+    n_trials: int,
+    rng: np.random.Generator,
+    grid_points: int,
+) -> list[dict[str, Any]]:
+    if search == "grid":
+        names = list(space)
+        grids = [_grid_values(*space[n], grid_points) for n in names]
+        return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*grids)]
+    return [{name: _sample(rng, *bounds) for name, bounds in space.items()} for _ in range(n_trials)]
+
+
+def _score(make: Callable[[dict[str, Any]], Any], params: dict[str, Any], split: Split, metric: str) -> float:
+    name, k = parse_metric(metric)
+    return evaluate_split(make(params), split, ks=(k,), metrics=(name,))[metric]
+
+
+def _search_one(
+    label: str,
+    make: Callable[[dict[str, Any]], Any],
+    space: dict[str, tuple[float, float, bool, bool]],
+    splits: ChronologicalSplits,
+    *,
+    search: str,
+    n_trials: int,
+    metric: str,
+    seed: int,
+    grid_points: int,
+    show_progress: bool,
+) -> dict[str, Any]:
+    """Best parameters of one model on ``splits.valid`` and the refit's score on ``splits.test``."""
+    trials: list[dict[str, Any]] = []
+    if search == "optuna":
+        import optuna
+
+        def objective(trial: Any) -> float:
+            params = {}
+            for name, (low, high, log, integer) in space.items():
+                if integer:
+                    params[name] = trial.suggest_int(name, int(low), int(high), log=log)
+                else:
+                    params[name] = trial.suggest_float(name, low, high, log=log)
+            value = _score(make, params, splits.valid, metric)
+            trials.append({"params": params, "valid": value})
+            return value
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+        study.optimize(objective, n_trials=n_trials, show_progress_bar=show_progress)
+    else:
+        rng = np.random.default_rng(seed)
+        candidates = _candidates(space, search, n_trials, rng, grid_points)
+        for params in tqdm(
+            candidates, desc=f"tune {label}", unit="trial", disable=None if show_progress else True
+        ):
+            trials.append({"params": params, "valid": _score(make, params, splits.valid, metric)})
+    best = max(trials, key=lambda t: t["valid"])
+    test = _score(make, best["params"], splits.test, metric)
+    return {
+        "model": label,
+        "best_params": best["params"],
+        "valid": best["valid"],
+        "test": test,
+        "trials": trials,
+    }
+
+
+def tune(
+    splits: ChronologicalSplits,
+    *,
+    ease: bool = True,
+    similarities: Sequence[str] = SIMILARITIES,
+    search: str = "random",
+    n_trials: int = 10,
+    metric: str = "ndcg@10",
+    seed: int = 0,
+    grid_points: int = GRID_POINTS,
+    backend: str = "auto",
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Tune EASE and ItemKNN per similarity on ``splits.valid``; report each best refit on ``splits.test``.
+
+    Returns ``{"metric", "search", "best": {"EASE": {"l2"}, "ItemKNN": {similarity: params}},
+    "results": [...]}``; ``best`` is what ``accel bench --params`` reads. For EASE
+    a grid search tries ``grid_points`` λ values; other searches try ``n_trials``.
+    """
+    if search not in SEARCHES:
+        raise InputError(f"unknown search {search!r}; choose one of {', '.join(SEARCHES)}")
+    if search == "optuna" and not optuna_available():
+        raise InputError("search='optuna' needs Optuna: pip install 'accel[tune]' (or use grid or random)")
+    if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
+        raise InputError(f"n_trials must be a positive integer, got {n_trials!r}")
+    if isinstance(grid_points, bool) or not isinstance(grid_points, int) or grid_points < 1:
+        raise InputError(f"grid_points must be a positive integer, got {grid_points!r}")
+    parse_metric(metric)
+    unknown = [s for s in similarities if s not in SIMILARITIES]
+    if unknown:
+        raise InputError(f"unknown similarity {unknown[0]!r}; choose from {', '.join(SIMILARITIES)}")
+    options = {
+        "search": search,
+        "n_trials": n_trials,
+        "metric": metric,
+        "seed": seed,
+        "show_progress": show_progress,
+    }
+    results = []
+    best: dict[str, Any] = {}
+    if ease:
+        ease_points = grid_points if search != "grid" else max(grid_points, 7)
+        result = _search_one(
+            "EASE",
+            lambda p: EASE(l2=p["l2"], backend=backend),
+            {"l2": (*EASE_L2_RANGE, True, False)},
+            splits,
+            grid_points=ease_points,
+            **options,
+        )
+        best["EASE"] = result["best_params"]
+        results.append(result)
+    for similarity in similarities:
+        space = {**KNN_COMMON_SPACE, **KNN_SPACE[similarity]}
+
+        def make(params: dict[str, Any], similarity: str = similarity) -> ItemKNN:
+            return ItemKNN(similarity, backend="numpy", **params)
+
+        result = _search_one(f"ItemKNN {similarity}", make, space, splits, grid_points=grid_points, **options)
+        best.setdefault("ItemKNN", {})[similarity] = result["best_params"]
+        results.append(result)
+    return {"metric": metric, "search": search, "best": best, "results": results}

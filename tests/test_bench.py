@@ -1,0 +1,182 @@
+"""The benchmark runner: every column for every model, failures and "does not fit" rows, reports, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from accel import InputError
+from accel.bench import ModelSpec, default_specs, load_tuned_params, run_benchmark, run_sweep, synthetic
+from accel.bench.datasets import holdout_split
+from accel.bench.models import dask_available
+from accel.bench.report import COLUMNS
+from accel.bench.runner import run_models
+from accel.cli import main
+from accel.cli.bench import parse_int_list, parse_size
+from accel.models.ease import EASE
+from accel.models.knn import SIMILARITIES
+
+METRIC_KEYS = ("precision@10", "recall@20", "ndcg@10", "map@12", "coverage@10")
+
+
+@pytest.fixture(scope="module")
+def small_split():
+    split = holdout_split(synthetic(300, 150, seed=3))
+    items = split.train_items
+    return split.train[:, items], split.test[:, items]
+
+
+def test_every_model_gets_every_column(tmp_path) -> None:
+    specs = default_specs(dask=False)
+    assert [s.name for s in specs] == ["EASE (numpy)", "TopPopular"] + [f"ItemKNN {s}" for s in SIMILARITIES]
+    payload = run_benchmark(synthetic(300, 150, seed=3), specs, tmp_path, show_progress=False)
+    assert len(payload["results"]) == len(specs)
+    for row in payload["results"]:
+        assert row["status"] == "ok", row
+        for key in ("fit_s", "recommend_s", "peak_rss_bytes", *METRIC_KEYS):
+            assert isinstance(row[key], float | int) and row[key] >= 0, (row["model"], key)
+        assert row["peak_gpu_bytes"] is None  # numpy rows have no GPU pool
+        assert 0 < row["recall@20"] <= 1 and 0 < row["coverage@10"] <= 1
+    by_name = {r["model"]: r for r in payload["results"]}
+    assert by_name["EASE (numpy)"]["ndcg@10"] > by_name["TopPopular"]["ndcg@10"]
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["machine"]["cpu_cores"] >= 1 and "similaripy" in saved["machine"]["versions"]
+    table = (tmp_path / "results.md").read_text()
+    assert all(header in table for _, header, _ in COLUMNS)
+    assert all(f"| {s.name} |" in table for s in specs)
+    assert (tmp_path / "accuracy_vs_fit_time.png").stat().st_size > 1000
+    assert not list(tmp_path.glob(".bench-*"))
+
+
+def test_failing_model_is_reported_and_the_run_goes_on(small_split, tmp_path) -> None:
+    specs = [
+        ModelSpec("broken KNN", "ItemKNN", {"similarity": "cosine", "k": 0}),
+        ModelSpec("no such class", "Nope", {}),
+        ModelSpec("TopPopular", "TopPopular", {}),
+    ]
+    rows = run_models(specs, *small_split, tmp_path, show_progress=False)
+    assert [r["status"] for r in rows] == ["failed", "failed", "ok"]
+    assert "InputError" in rows[0]["reason"] and "positive integer" in rows[0]["reason"]
+    assert "unknown model class 'Nope'" in rows[1]["reason"]
+    assert rows[2]["ndcg@10"] > 0
+
+
+def test_a_model_past_the_timeout_is_failed(small_split, tmp_path) -> None:
+    rows = run_models(
+        [ModelSpec("EASE", "EASE", {"backend": "numpy"})],
+        *small_split,
+        tmp_path,
+        timeout=0.01,
+        show_progress=False,
+    )
+    assert rows[0]["status"] == "failed" and rows[0]["reason"] == "timed out after 0.01 s"
+
+
+def test_too_big_ease_is_does_not_fit_without_trying(small_split, tmp_path) -> None:
+    specs = [ModelSpec("EASE", "EASE", {"backend": "numpy"}), ModelSpec("TopPopular", "TopPopular", {})]
+    rows = run_models(specs, *small_split, tmp_path, memory_limit=50_000, show_progress=False)
+    assert rows[0]["status"] == "does not fit"
+    assert "available" in rows[0]["reason"] and "fit_s" not in rows[0]
+    assert rows[1]["status"] == "ok"
+
+
+def test_sweep_stops_a_model_once_it_does_not_fit(tmp_path) -> None:
+    limit = EASE.memory_required(150, "float32", "numpy") + 60_000
+    specs = [ModelSpec("EASE", "EASE", {"backend": "numpy"}), ModelSpec("TopPopular", "TopPopular", {})]
+    rows = run_sweep(
+        [100, 200, 300], tmp_path, n_users=300, specs=specs, memory_limit=limit, show_progress=False
+    )
+    status = {(r["catalogue_items"], r["model"]): r["status"] for r in rows}
+    assert status == {
+        (100, "EASE"): "ok",
+        (200, "EASE"): "does not fit",
+        (300, "EASE"): "skipped",
+        (100, "TopPopular"): "ok",
+        (200, "TopPopular"): "ok",
+        (300, "TopPopular"): "ok",
+    }
+    skipped = next(r for r in rows if r["status"] == "skipped")
+    assert skipped["reason"] == "does not fit at 200 items"
+
+
+def test_cli_bench_writes_report_with_sweep_plots(tmp_path, capsys) -> None:
+    out = tmp_path / "out"
+    code = main(
+        [
+            "bench",
+            "--users",
+            "300",
+            "--items",
+            "120",
+            "--similarities",
+            "cosine",
+            "--sweep-items",
+            "100,150",
+            "--sweep-users",
+            "200",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    payload = json.loads((out / "results.json").read_text())
+    assert {r["model"] for r in payload["results"]} >= {"EASE (numpy)", "TopPopular", "ItemKNN cosine"}
+    if dask_available():
+        dask_row = next(r for r in payload["results"] if r["model"] == "EASE (Dask-scored)")
+        ease_row = next(r for r in payload["results"] if r["model"] == "EASE (numpy)")
+        assert dask_row["status"] == "ok" and dask_row["ndcg@10"] == pytest.approx(ease_row["ndcg@10"])
+    assert {r["catalogue_items"] for r in payload["sweep"]} == {100, 150}
+    for name in ("results.md", "sweep_time.png", "sweep_memory.png", "accuracy_vs_fit_time.png"):
+        assert (out / name).stat().st_size > 0
+    assert "Scaling sweep" in (out / "results.md").read_text()
+
+
+def test_cli_bench_rejects_bad_options(tmp_path, capsys) -> None:
+    assert main(["bench", "--similarities", "cosine,nope", "--out", str(tmp_path)]) == 2
+    assert "unknown similarity 'nope'" in capsys.readouterr().err
+    assert main(["bench", "--movielens", str(tmp_path), "--out", str(tmp_path)]) == 2
+    assert "no u.data" in capsys.readouterr().err
+
+
+def test_tuned_params_feed_the_specs(tmp_path) -> None:
+    path = tmp_path / "tuned.json"
+    path.write_text(
+        json.dumps({"best": {"EASE": {"l2": 42.0}, "ItemKNN": {"rp3beta": {"k": 30, "beta": 0.2}}}})
+    )
+    specs = {s.name: s for s in default_specs(load_tuned_params(path), ("rp3beta", "cosine"), dask=False)}
+    assert specs["EASE (numpy)"].params["l2"] == 42.0
+    assert specs["ItemKNN rp3beta"].params == {
+        "similarity": "rp3beta",
+        "k": 30,
+        "beta": 0.2,
+        "backend": "numpy",
+    }
+    assert specs["ItemKNN cosine"].params["shrink"] == 10.0
+    path.write_text(json.dumps({"ItemKNN": {"cosine": {"alpha": 0.5}}}))
+    with pytest.raises(InputError, match="'cosine' does not take parameter 'alpha'"):
+        load_tuned_params(path)
+    path.write_text("{not json")
+    with pytest.raises(InputError, match="not valid JSON"):
+        load_tuned_params(path)
+
+
+def test_size_and_list_parsing() -> None:
+    assert parse_size("8G") == 8 << 30 and parse_size("512MiB") == 512 << 20 and parse_size("1000") == 1000
+    assert parse_int_list("2k, 4000,8k") == [2000, 4000, 8000]
+    with pytest.raises(InputError):
+        parse_size("lots")
+    with pytest.raises(InputError):
+        parse_int_list("2k,x")
+
+
+def test_worker_crash_reasons() -> None:
+    from subprocess import CompletedProcess
+
+    from accel.bench.runner import _failure_reason
+
+    killed = CompletedProcess(["python"], -9, "", "")
+    assert _failure_reason(killed) == "worker killed by signal 9 (probably out of memory)"
+    crashed = CompletedProcess(["python"], 1, "", "Traceback...\nSystemError: boom\n")
+    assert _failure_reason(crashed) == "worker exited with code 1: SystemError: boom"

@@ -1,0 +1,222 @@
+"""End to end: fit → recommend → similar → evaluate from the command line, and clean failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from accel.cli import main
+from accel.data import synthetic_interactions
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def log_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("cli") / "log.parquet"
+    df = synthetic_interactions(1500, 400, mean_per_user=30, popularity_exponent=0.7, seed=3)
+    df.rename(columns={"user_id": "customer", "item_id": "article", "timestamp": "t_dat"}).to_parquet(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def model_dir(log_file) -> Path:
+    out = log_file.parent / "model"
+    args = ["fit", str(log_file), "--user-col", "customer", "--item-col", "article", "--time-col", "t_dat"]
+    assert main([*args, "--l2", "200", "--backend", "numpy", "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_recommend_writes_original_ids_without_seen_items(capsys, log_file, model_dir, tmp_path):
+    log = pd.read_parquet(log_file)
+    some = log[log["customer"].isin([3, 7, 11])]
+    some.to_csv(tmp_path / "users.csv", index=False)
+    out = tmp_path / "recs.parquet"
+    code, _, err = run_cli(
+        capsys,
+        "recommend",
+        str(model_dir),
+        str(tmp_path / "users.csv"),
+        "--k",
+        "5",
+        "--out",
+        str(out),
+        "--quiet",
+    )
+    assert code == 0, err
+    recs = pd.read_parquet(out)
+    assert list(recs.columns) == ["user", "item", "rank", "score"]
+    assert sorted(recs["user"].unique()) == [3, 7, 11] and len(recs) == 15
+    assert recs.groupby("user")["rank"].apply(list).tolist() == [[1, 2, 3, 4, 5]] * 3
+    seen = set(zip(some["customer"], some["article"], strict=True))
+    assert not any((u, i) in seen for u, i in zip(recs["user"], recs["item"], strict=True))
+    assert set(recs["item"]) <= set(log["article"])
+    assert (recs.groupby("user")["score"].apply(lambda s: s.is_monotonic_decreasing)).all()
+
+
+def test_recommend_for_items_and_similar(capsys, model_dir):
+    code, out, err = run_cli(capsys, "recommend", str(model_dir), "--items", "5", "17", "--k", "3")
+    assert code == 0, err
+    rows = [line.split("\t") for line in out.strip().splitlines()]
+    assert rows[0] == ["user", "item", "rank", "score"] and len(rows) == 4
+    assert {"5", "17"}.isdisjoint(r[1] for r in rows[1:])
+    code, out, err = run_cli(capsys, "similar", str(model_dir), "17", "--k", "4", "--json")
+    assert code == 0, err
+    similar = json.loads(out)
+    assert [r["rank"] for r in similar] == [1, 2, 3, 4] and 17 not in [r["item"] for r in similar]
+
+
+def test_evaluate_ease_beats_toppopular(capsys, log_file):
+    code, out, err = run_cli(
+        capsys,
+        "evaluate",
+        str(log_file),
+        "--user-col",
+        "customer",
+        "--item-col",
+        "article",
+        "--time-col",
+        "t_dat",
+        "--window",
+        "180D",
+        "--l2",
+        "50",
+        "300",
+        "--k",
+        "10",
+        "20",
+        "--backend",
+        "numpy",
+        "--json",
+        "--quiet",
+    )
+    assert code == 0, err
+    report = json.loads(out)
+    assert set(report["results"]) == {"valid", "test"} and report["best_l2"] in (50, 300)
+    test = report["results"]["test"]
+    ease = test[f"EASE(l2={report['best_l2']:g})"]
+    assert ease["precision@10"] > 1.5 * test["TopPopular"]["precision@10"]
+    assert set(ease) >= {"recall@20", "ndcg@10", "map@10", "hit_rate@20", "coverage@10"}
+    code, table, _ = run_cli(
+        capsys,
+        "evaluate",
+        str(log_file),
+        "--user-col",
+        "customer",
+        "--item-col",
+        "article",
+        "--time-col",
+        "t_dat",
+        "--backend",
+        "numpy",
+        "--quiet",
+    )
+    assert code == 0 and "TopPopular" in table and "precision@10" in table
+
+
+def test_ml100k_subprocess_end_to_end(ml100k_dir, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+
+    def accel(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "accel", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=120,
+        )
+
+    data = str(ml100k_dir / "u.data")
+    fit = accel("fit", data, "--input-format", "movielens", "--backend", "numpy", "--out", "model", "-q")
+    assert fit.returncode == 0, fit.stderr
+    rec = accel("recommend", "model", data, "--k", "10", "--out", "recs.csv", "-q")
+    assert rec.returncode == 0, rec.stderr
+    recs = pd.read_csv(tmp_path / "recs.csv")
+    assert recs["user"].nunique() == 943 and len(recs) == 9430
+    ratings = pd.read_csv(ml100k_dir / "u.data", sep="\t", header=None, names=["u", "i", "r", "t"])
+    assert recs.merge(ratings, left_on=["user", "item"], right_on=["u", "i"]).empty
+    sim = accel("similar", "model", "1", "--k", "5")
+    assert sim.returncode == 0 and len(sim.stdout.strip().splitlines()) == 6
+    ev = accel(
+        "evaluate",
+        data,
+        "--input-format",
+        "movielens",
+        "--window",
+        "30D",
+        "--train-window",
+        "all",
+        "--backend",
+        "numpy",
+        "--json",
+        "-q",
+    )
+    assert ev.returncode == 0, ev.stderr
+    test = json.loads(ev.stdout)["results"]["test"]
+    assert test["EASE(l2=500)"]["precision@10"] > test["TopPopular"]["precision@10"]
+
+
+@pytest.mark.parametrize("command", ["fit", "recommend", "evaluate", "similar"])
+def test_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "Example: accel " + command in " ".join(capsys.readouterr().out.split())
+
+
+def assert_clean_failure(code: int, out: str, err: str, message: str) -> None:
+    assert code != 0
+    assert len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err and message in err
+
+
+def test_bad_input_fails_cleanly(capsys, log_file, model_dir, tmp_path):
+    csv = tmp_path / "log.csv"
+    pd.read_parquet(log_file).head(200).to_csv(csv, index=False)
+    (tmp_path / "empty.csv").write_text("customer,article\n")
+    (tmp_path / "blank.csv").write_text("")
+    bad_dates = tmp_path / "dates.csv"
+    bad_dates.write_text("customer,article,t_dat\n1,2,2024-01-01\n1,3,next tuesday\n")
+    out = tmp_path / "m"
+    cols = ["--user-col", "customer", "--item-col", "article"]
+    cases = [
+        (
+            ["fit", str(csv), "--user-col", "customer_id", "--item-col", "article", "--out", str(out)],
+            "column 'customer_id' not found",
+        ),
+        (["fit", str(tmp_path / "empty.csv"), *cols, "--out", str(out)], "empty"),
+        (["fit", str(tmp_path / "blank.csv"), *cols, "--out", str(out)], "cannot read"),
+        (["fit", str(csv), *cols, "--min-user", "1000", "--out", str(out)], "no interactions left"),
+        (["fit", str(bad_dates), *cols, "--time-col", "t_dat", "--out", str(out)], "not a date"),
+        (["fit", str(tmp_path / "nope.csv"), *cols, "--out", str(out)], "does not exist"),
+        (["fit", str(csv), *cols, "--out", str(tmp_path / "no" / "such" / "dir")], "does not exist"),
+        (["evaluate", str(csv), *cols, "--time-col", "t_dat", "--window", "soon"], "duration"),
+        (["similar", str(model_dir), "999999"], "unknown item id 999999"),
+        (["similar", str(model_dir), "abc"], "unknown item id 'abc'"),
+        (["similar", str(tmp_path / "nomodel"), "1"], "does not exist"),
+        (["recommend", str(model_dir), "--items", "1", "424242"], "unknown item id 424242"),
+        (
+            ["recommend", str(model_dir), str(csv), "--out", str(tmp_path / "missing" / "r.parquet")],
+            "does not exist",
+        ),
+        (["recommend", str(model_dir), str(csv), "--out", str(tmp_path / "recs.json")], "must end in"),
+    ]
+    for args, message in cases:
+        code, out_text, err = run_cli(capsys, *args)
+        assert_clean_failure(code, out_text, err, message)
+    assert not out.exists()
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert leftovers == []

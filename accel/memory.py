@@ -39,7 +39,17 @@ def available_host_memory() -> int:
 
 
 def peak_rss() -> int:
-    """Peak resident set size of this process so far, in bytes."""
+    """Peak resident set size of this process so far, in bytes.
+
+    On Linux this is ``VmHWM`` from ``/proc/self/status``: ``ru_maxrss`` there
+    survives fork and exec, so a fresh worker would report its parent's peak.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     import resource
     import sys
 

@@ -48,14 +48,15 @@ def accel_fit(X: sp.csr_matrix) -> np.ndarray:
 
 
 _PEAK_SCRIPT = textwrap.dedent("""
-    import resource, sys
+    import sys
     import scipy.sparse as sp
     sys.path.insert(0, {bench_dir!r})
+    from accel.memory import peak_rss
     from test_micro import accel_fit, seed_recipe
     X = sp.load_npz({path!r}).tocsr()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = peak_rss()
     {fn}(X)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, before * 1024)
+    print(peak_rss(), before)
 """)
 
 

@@ -116,3 +116,32 @@ def saved_text(model: Recommender, name: str) -> str | None:
     """A string kept by ``accel fit`` in the model's extras (``None`` when absent or empty)."""
     value = model.extras_.get(name)
     return str(value[()]) if value is not None and str(value[()]) else None
+
+
+def add_dataset_args(parser: argparse.ArgumentParser, users: int, items: int) -> argparse._ArgumentGroup:
+    """The benchmark data options (synthetic by default, or MovieLens, or a log); returns the group."""
+    data = parser.add_argument_group("data (default: a synthetic log)")
+    data.add_argument("--users", type=int, default=users, help=f"synthetic users (default {users})")
+    data.add_argument("--items", type=int, default=items, help=f"synthetic items (default {items})")
+    data.add_argument(
+        "--seed", type=int, default=0, help="random seed (synthetic data and any random search)"
+    )
+    data.add_argument("--movielens", metavar="DIR", help="a MovieLens folder with u.data (e.g. ml-100k)")
+    data.add_argument("--log", metavar="FILE", help="a CSV/TSV/Parquet interaction log with times")
+    data.add_argument("--user-col", default="user_id", help="user column of --log")
+    data.add_argument("--item-col", default="item_id", help="item column of --log")
+    data.add_argument("--time-col", default="timestamp", help="time column of --log")
+    return data
+
+
+def dataset_from_args(args: argparse.Namespace, users: int | None = None, items: int | None = None):
+    """The :class:`accel.bench.datasets.Dataset` the options of :func:`add_dataset_args` name."""
+    from accel.bench import datasets
+
+    if args.movielens and args.log:
+        raise InputError("give either --movielens or --log, not both")
+    if args.movielens:
+        return datasets.movielens(args.movielens)
+    if args.log:
+        return datasets.log_file(args.log, args.user_col, args.item_col, args.time_col)
+    return datasets.synthetic(users or args.users, items or args.items, seed=args.seed)

@@ -6,6 +6,7 @@ import argparse
 import re
 from pathlib import Path
 
+from accel.cli._common import add_dataset_args, dataset_from_args
 from accel.errors import InputError, format_bytes
 
 #: ``--quick``: a small synthetic dataset and a three-point sweep, about a minute on 2 cores.
@@ -45,21 +46,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "peak host RSS and GPU pool, P@10, R@20, NDCG@10, MAP@12, coverage), optionally sweep the "
         "catalogue size, and write results.json, results.md and PNG plots to --out.",
     )
-    data = parser.add_argument_group("data (default: a synthetic log)")
+    data = add_dataset_args(parser, users=100_000, items=10_000)
     data.add_argument(
         "--quick",
         action="store_true",
         help=f"{QUICK['users']:,} × {QUICK['items']:,} synthetic plus a sweep over "
         f"{', '.join(map(str, QUICK['sweep_items']))} items (about a minute on 2 cores)",
     )
-    data.add_argument("--users", type=int, default=100_000, help="synthetic users (default 100000)")
-    data.add_argument("--items", type=int, default=10_000, help="synthetic items (default 10000)")
-    data.add_argument("--seed", type=int, default=0, help="synthetic data seed")
-    data.add_argument("--movielens", metavar="DIR", help="a MovieLens folder with u.data (e.g. ml-100k)")
-    data.add_argument("--log", metavar="FILE", help="a CSV/TSV/Parquet interaction log with times")
-    data.add_argument("--user-col", default="user_id", help="user column of --log")
-    data.add_argument("--item-col", default="item_id", help="item column of --log")
-    data.add_argument("--time-col", default="timestamp", help="time column of --log")
     data.add_argument(
         "--test-fraction",
         type=float,
@@ -91,16 +84,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _dataset(args: argparse.Namespace):
-    from accel.bench import datasets
-
-    if args.movielens and args.log:
-        raise InputError("give either --movielens or --log, not both")
-    if args.movielens:
-        return datasets.movielens(args.movielens)
-    if args.log:
-        return datasets.log_file(args.log, args.user_col, args.item_col, args.time_col)
-    users, items = (QUICK["users"], QUICK["items"]) if args.quick else (args.users, args.items)
-    return datasets.synthetic(users, items, seed=args.seed)
+    if args.quick:
+        return dataset_from_args(args, users=QUICK["users"], items=QUICK["items"])
+    return dataset_from_args(args)
 
 
 def run_command(args: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from accel.errors import InputError
+from accel.cli._common import add_dataset_args, dataset_from_args
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -15,15 +15,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Fit each candidate on train_val and score the next (valid) window; refit the best on "
         "train and score the last (test) window. Writes JSON that `accel bench --params` reads.",
     )
-    data = parser.add_argument_group("data (default: a synthetic log)")
-    data.add_argument("--users", type=int, default=5000, help="synthetic users (default 5000)")
-    data.add_argument("--items", type=int, default=2000, help="synthetic items (default 2000)")
-    data.add_argument("--seed", type=int, default=0, help="synthetic data and random search seed")
-    data.add_argument("--movielens", metavar="DIR", help="a MovieLens folder with u.data (e.g. ml-100k)")
-    data.add_argument("--log", metavar="FILE", help="a CSV/TSV/Parquet interaction log with times")
-    data.add_argument("--user-col", default="user_id", help="user column of --log")
-    data.add_argument("--item-col", default="item_id", help="item column of --log")
-    data.add_argument("--time-col", default="timestamp", help="time column of --log")
+    data = add_dataset_args(parser, users=5000, items=2000)
     data.add_argument(
         "--window-fraction",
         type=float,
@@ -60,14 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from accel.models.knn import SIMILARITIES
     from accel.tuning import tune
 
-    if args.movielens and args.log:
-        raise InputError("give either --movielens or --log, not both")
-    if args.movielens:
-        dataset = datasets.movielens(args.movielens)
-    elif args.log:
-        dataset = datasets.log_file(args.log, args.user_col, args.item_col, args.time_col)
-    else:
-        dataset = datasets.synthetic(args.users, args.items, seed=args.seed)
+    dataset = dataset_from_args(args)
     similarities = SIMILARITIES
     if args.similarities:
         similarities = tuple(s.strip() for s in args.similarities.split(",") if s.strip())

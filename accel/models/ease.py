@@ -73,7 +73,8 @@ class EASE(Recommender):
 
     def _check_memory(self, X: sp.csr_matrix) -> None:
         backend = self.backend_
-        x_bytes = X.data.nbytes + X.indices.nbytes + X.indptr.nbytes
+        # The Gram step holds X on the device and its transpose (items × users) beside it.
+        x_bytes = 2 * (X.data.nbytes + X.indices.nbytes + X.indptr.nbytes)
         needed = self.memory_required(self.n_items_, self.dtype_.name, backend) + x_bytes
         available = backend.free_memory()
         if needed > available:

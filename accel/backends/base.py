@@ -26,6 +26,9 @@ class Backend(ABC):
     #: Short name, as accepted by :func:`accel.backends.get_backend`.
     name: str = ""
 
+    #: Most bytes of dense scores (and their top-k scratch) one scoring batch may use.
+    batch_bytes: int = 1 << 30
+
     # ---- data movement -------------------------------------------------
     @abstractmethod
     def to_device(self, array: np.ndarray) -> Array:

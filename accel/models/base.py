@@ -27,10 +27,8 @@ from accel.validation import as_interactions, check_dtype, check_item_indices, c
 FORMAT = "accel-model"
 FORMAT_VERSION = 1
 META_FILE = "model.json"
-#: At most this share of free memory goes to one scoring batch.
+#: At most this share of free memory goes to one scoring batch (and at most ``backend.batch_bytes``).
 _BATCH_MEMORY_SHARE = 0.25
-#: And at most this many bytes, so batches stay cache- and latency-friendly.
-_BATCH_MEMORY_CAP = 1 << 30
 #: Dense n_items-wide arrays alive per scored row (scores, negated copy, top-k scratch).
 _ROW_COPIES = 3
 
@@ -154,7 +152,7 @@ class Recommender(ABC):
     def default_batch_size(self) -> int:
         """Rows per scoring batch that fit comfortably in the backend's free memory."""
         self._check_fitted()
-        budget = min(self.backend_.free_memory() * _BATCH_MEMORY_SHARE, _BATCH_MEMORY_CAP)
+        budget = min(self.backend_.free_memory() * _BATCH_MEMORY_SHARE, self.backend_.batch_bytes)
         per_row = _ROW_COPIES * self.n_items_ * self.dtype_.itemsize
         return int(max(1, budget // per_row))
 

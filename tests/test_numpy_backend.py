@@ -107,3 +107,28 @@ def test_sparse_to_device_keeps_values_and_dtype():
     out = NumpyBackend().sparse_to_device(X, np.float32)
     assert sp.isspmatrix_csr(out) and out.dtype == np.float32
     np.testing.assert_allclose(out.toarray(), X.toarray(), rtol=1e-6)
+
+
+@pytest.mark.parametrize(("n", "block"), [(300, 64), (257, 100), (130, 7)])
+def test_blocked_cholesky_path_for_large_matrices(backend, monkeypatch, n, block):
+    # Above _LAPACK_POTRF_MAX_N the factorisation runs in blocks (OpenBLAS's threaded
+    # spotrf segfaults at n ≈ 30k); force that path at a small size and check it.
+    monkeypatch.setattr(nb, "_LAPACK_POTRF_MAX_N", 50)
+    monkeypatch.setattr(nb, "_CHOLESKY_BLOCK", block)
+    rng = np.random.default_rng(n)
+    M = rng.standard_normal((n, 2 * n))
+    A64 = M @ M.T + n * np.eye(n)
+    A = A64.astype(np.float32)
+    backend.spd_inverse_inplace(A)
+    expected = np.linalg.inv(A64)
+    assert np.linalg.norm(A - expected) / np.linalg.norm(expected) < 1e-4
+    np.testing.assert_array_equal(A, A.T)
+
+
+def test_blocked_cholesky_reports_the_failing_minor(monkeypatch):
+    monkeypatch.setattr(nb, "_LAPACK_POTRF_MAX_N", 10)
+    monkeypatch.setattr(nb, "_CHOLESKY_BLOCK", 8)
+    A = np.eye(30, dtype=np.float64)
+    A[20, 20] = -1.0
+    with pytest.raises(np.linalg.LinAlgError, match="leading minor 21 of 30"):
+        NumpyBackend().spd_inverse_inplace(A)

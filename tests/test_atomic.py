@@ -59,3 +59,16 @@ def test_file_in_the_way_of_a_folder(tmp_path):
     (tmp_path / "m").write_text("x")
     with pytest.raises(InputError, match="a file of that name exists"), atomic_dir(tmp_path / "m"):
         pass
+
+
+def test_results_get_normal_permissions_not_private_ones(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        with atomic_file(tmp_path / "recs.csv") as tmp:
+            tmp.write_text("x")
+        with atomic_dir(tmp_path / "model") as tmp:
+            (tmp / "B.npy").write_text("y")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "recs.csv").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "model").stat().st_mode & 0o777 == 0o755

@@ -85,6 +85,16 @@ def as_interactions(
     return csr
 
 
+def binary_matrix(
+    rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int], dtype: np.dtype | type = np.float32
+) -> sp.csr_matrix:
+    """CSR with a 1 at every ``(rows[i], cols[i])``; repeated pairs count once."""
+    X = sp.csr_matrix((np.ones(len(rows), dtype=dtype), (rows, cols)), shape=shape)
+    X.sum_duplicates()
+    X.data[:] = 1
+    return X
+
+
 def check_k(k: object, n_items: int) -> int:
     """An integer list length with 1 ≤ k ≤ n_items."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):

@@ -11,6 +11,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from accel.errors import InputError
+from accel.validation import binary_matrix
 
 
 def _coerce_ids(ids: Iterable[object] | object, known: np.ndarray) -> np.ndarray:
@@ -171,14 +172,7 @@ class Interactions:
         ``rows`` picks rows of :attr:`frame` (a boolean mask or integer positions).
         """
         frame = self.frame if rows is None else self._rows(rows)
-        users = frame["user"].to_numpy()
-        items = frame["item"].to_numpy()
-        X = sp.csr_matrix(
-            (np.ones(len(users), dtype=np.float32), (users, items)), shape=(self.n_users, self.n_items)
-        )
-        X.sum_duplicates()
-        X.data[:] = 1.0
-        return X
+        return binary_matrix(frame["user"].to_numpy(), frame["item"].to_numpy(), (self.n_users, self.n_items))
 
     # ---- subsets --------------------------------------------------------------------
     def select(self, rows: np.ndarray) -> Interactions:

@@ -19,7 +19,7 @@ import scipy.sparse as sp
 
 from accel.distributed.client import using_client
 from accel.errors import InputError
-from accel.validation import check_dtype
+from accel.validation import binary_matrix, check_dtype
 
 #: Partial Grams added together per reduction task.
 _TREE_FAN_IN = 4
@@ -50,11 +50,7 @@ def _partition_gram(
         raise InputError(f"the log has missing values in {user_col!r} or {item_col!r}")
     users, _ = pd.factorize(frame[user_col], sort=False)
     items = _item_codes(frame[item_col], item_index, n_items)
-    X = sp.csr_matrix(
-        (np.ones(len(users), dtype=np.int64), (users, items)), shape=(int(users.max(initial=-1)) + 1, n_items)
-    )
-    X.sum_duplicates()
-    X.data[:] = 1
+    X = binary_matrix(users, items, (int(users.max(initial=-1)) + 1, n_items), np.int64)
     return (X.T @ X).tocsr()
 
 

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from accel.atomic import atomic_dir
 from accel.backends import Backend, get_backend
 from accel.errors import InputError, NotFittedError
-from accel.validation import as_interactions, check_dtype, check_item_indices, check_k
+from accel.validation import as_interactions, binary_matrix, check_dtype, check_item_indices, check_k
 
 FORMAT = "accel-model"
 FORMAT_VERSION = 1
@@ -163,12 +163,7 @@ class Recommender(ABC):
         self._check_fitted()
         items = check_item_indices(items, self.n_items_)
         k = check_k(k, self.n_items_)
-        row = sp.csr_matrix(
-            (np.ones(items.size, dtype=self.dtype_), (np.zeros(items.size, dtype=np.int64), items)),
-            shape=(1, self.n_items_),
-        )
-        row.sum_duplicates()
-        row.data[:] = 1
+        row = binary_matrix(np.zeros(items.size, dtype=np.int64), items, (1, self.n_items_), self.dtype_)
         ids, scores = self._recommend_batch(row, np.array([-1]), k, exclude_seen)
         return ids[0], scores[0]
 
@@ -181,7 +176,7 @@ class Recommender(ABC):
         k = check_k(k, self.n_items_ - 1)
         backend = self.backend_
         scores = self._item_scores(int(item)).reshape(1, -1).astype(self.dtype_, copy=True)
-        seen = sp.csr_matrix(([1.0], ([0], [item])), shape=(1, self.n_items_), dtype=self.dtype_)
+        seen = binary_matrix(np.array([0]), np.array([item]), (1, self.n_items_), self.dtype_)
         backend.mask_seen(scores, backend.sparse_to_device(seen, self.dtype_))
         ids, values = backend.topk(scores, k)
         return ids[0], values[0]

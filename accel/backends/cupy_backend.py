@@ -733,7 +733,8 @@ class CupyBackend(Backend):
             try:
                 op = cusparse.CUSPARSE_OPERATION_NON_TRANSPOSE
                 alg = cusparse.CUSPARSE_SPMM_ALG_DEFAULT
-                size = cusparse.spMM_bufferSize(
+                # spMM takes exactly bufferSize's arguments plus the buffer.
+                args = (
                     handle,
                     op,
                     op,
@@ -745,20 +746,8 @@ class CupyBackend(Backend):
                     cuda_dtype,
                     alg,
                 )
-                buffer = cp.empty(max(1, size), dtype=cp.uint8)
-                cusparse.spMM(
-                    handle,
-                    op,
-                    op,
-                    alpha.ctypes.data,
-                    mat_x,
-                    mat_w,
-                    beta.ctypes.data,
-                    mat_out,
-                    cuda_dtype,
-                    alg,
-                    buffer.data.ptr,
-                )
+                buffer = cp.empty(max(1, cusparse.spMM_bufferSize(*args)), dtype=cp.uint8)
+                cusparse.spMM(*args, buffer.data.ptr)
             finally:
                 cusparse.destroySpMat(mat_x)
                 cusparse.destroyDnMat(mat_w)

@@ -1,15 +1,40 @@
-"""Write files and folders under a temporary name, then rename, so a crash never leaves half a file."""
+"""Write files and folders so that readers never see half of one and killed writers leave nothing behind.
+
+A file is written under a temporary name beside it (``.NAME.PID-XXXX.tmp``), then
+renamed over it in one step. A folder (a saved model, an unpacked data set) is
+versioned: each write fills a new hidden version folder inside it
+(``.v-PID-XXXX``), and publishing swaps the symlink ``.current`` to it with one
+atomic rename; the folder's visible entries are symlinks through ``.current``, so
+``ls``, ``cp -r`` and older readers see an ordinary folder. A reader that
+resolves ``.current`` once (:func:`current_version`) reads one whole version.
+
+Every temporary is locked (``flock``) by the process writing it, and SIGTERM or
+Ctrl-C during a write removes it. What a ``kill -9`` leaves is removed by the next
+write to the same path, never a temporary whose writer still runs.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import os
+import re
 import shutil
+import signal
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from accel.errors import InputError
+
+#: The symlink inside a versioned folder that names its published version.
+CURRENT = ".current"
+#: Held (``flock``) while a version is created or published, so cleanup never races a writer.
+LOCK = ".accel.lock"
+VERSION_PREFIX = ".v-"
+_VERSION = re.compile(rf"{re.escape(VERSION_PREFIX)}(\d+)-[A-Za-z0-9_]+")
 
 
 def _umask() -> int:
@@ -31,43 +56,272 @@ def _check_parent(path: Path) -> None:
         raise InputError(f"cannot write {path}: folder {parent} is not writable")
 
 
+# ---- who owns a temporary ----------------------------------------------------------
+def _try_lock(fd: int) -> bool:
+    """Take an exclusive ``flock`` on ``fd`` without waiting; False when another process holds it.
+
+    Where the file system has no ``flock`` this reports False, so such temporaries
+    are never taken for abandoned.
+    """
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_if_abandoned(path: Path, pid: int | None) -> bool:
+    """Delete temporary ``path`` when no process holds its lock (and its writer ``pid`` is gone)."""
+    if pid is not None and pid != os.getpid() and _pid_alive(pid):
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        if not _try_lock(fd):
+            return False
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        return True
+    finally:
+        os.close(fd)
+
+
+def remove_abandoned_files(folder: Path, name: str) -> list[Path]:
+    """Remove the temporaries of ``folder/name`` whose writers died (killed mid-write); returns them."""
+    pattern = re.compile(rf"\.{re.escape(name)}\.(\d+)-[A-Za-z0-9_]+\.tmp")
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder):
+            match = pattern.fullmatch(entry.name)
+            if match and int(match.group(1)) != os.getpid():
+                path = Path(entry.path)
+                if _remove_if_abandoned(path, int(match.group(1))):
+                    removed.append(path)
+    return removed
+
+
+# ---- signals -----------------------------------------------------------------------
+def _raise_exit(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def _exit_on_sigterm() -> Iterator[None]:
+    """While writing, turn SIGTERM into ``SystemExit`` so ``finally`` blocks remove temporaries.
+
+    Only where SIGTERM still has its default action (an application's own handler
+    is left alone) and only in the main thread (where Python runs handlers).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is not signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _raise_exit)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# ---- files ---------------------------------------------------------------------------
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename."""
     path = Path(path)
     _check_parent(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    remove_abandoned_files(path.parent, path.name)
+    with _exit_on_sigterm():
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent)
+        tmp_path = Path(tmp)
+        try:
+            _try_lock(fd)
+            yield tmp_path
+            _publish_mode(tmp_path, 0o666)
+            os.replace(tmp_path, path)
+        finally:
+            tmp_path.unlink(missing_ok=True)
+            os.close(fd)
+
+
+# ---- versioned folders -----------------------------------------------------------------
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """Hold ``folder``'s publish lock (briefly: while a version is created or published)."""
+    fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
     try:
-        yield tmp_path
-        _publish_mode(tmp_path, 0o666)
-        os.replace(tmp_path, path)
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
     finally:
-        tmp_path.unlink(missing_ok=True)
+        os.close(fd)
+
+
+def current_version(folder: str | os.PathLike[str]) -> Path:
+    """The folder holding ``folder``'s published content: its current version, or itself if unversioned.
+
+    A version is never changed once published, only removed after a newer one
+    replaces it; a reader that finds it gone resolves again.
+    """
+    folder = Path(folder)
+    try:
+        target = os.readlink(folder / CURRENT)
+    except OSError:
+        return folder
+    if not _VERSION.fullmatch(target):
+        raise InputError(f"{folder / CURRENT} points to {target!r}, not to a version of this folder")
+    return folder / target
+
+
+def is_versioned(folder: str | os.PathLike[str]) -> bool:
+    """Whether ``folder`` was written by :func:`atomic_dir` (it has a ``.current`` link)."""
+    return (Path(folder) / CURRENT).is_symlink()
+
+
+def _bookkeeping(name: str) -> bool:
+    return name in (CURRENT, LOCK) or name.startswith(VERSION_PREFIX) or name.startswith(f"{CURRENT}.")
+
+
+def _own_links(folder: Path) -> set[str]:
+    """Visible entries of ``folder`` that are symlinks through ``.current`` (made by :func:`atomic_dir`)."""
+    names = set()
+    for entry in os.scandir(folder):
+        if entry.is_symlink() and os.readlink(entry.path) == f"{CURRENT}/{entry.name}":
+            names.add(entry.name)
+    return names
+
+
+def foreign_entries(folder: str | os.PathLike[str], legacy: Callable[[Path], set[str] | None]) -> list[str]:
+    """Entries of ``folder`` that no earlier write there made, and that a new write would replace.
+
+    ``legacy(folder)`` names the entries of an unversioned folder that its writer
+    made (e.g. the files a model's ``model.json`` lists), or ``None`` when it is
+    not such a folder. Entries outside both are someone else's and are kept; a
+    non-empty folder that is neither versioned nor ``legacy`` is refused whole.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    visible = [e for e in os.listdir(folder) if not _bookkeeping(e)]
+    if is_versioned(folder):
+        return []
+    if not visible:
+        return []
+    if legacy(folder) is not None:
+        return []
+    return sorted(visible)
+
+
+def check_folder_destination(
+    path: str | os.PathLike[str], what: str, legacy: Callable[[Path], set[str] | None]
+) -> Path:
+    """Raise :class:`InputError` unless ``path`` can take a versioned write (checked before any work)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"cannot write {what} {path}: a file of that name exists")
+    if not path.exists():
+        _check_parent(path)
+        return path
+    if not os.access(path, os.W_OK):
+        raise InputError(f"cannot write {what} {path}: the folder is not writable")
+    foreign = foreign_entries(path, legacy)
+    if foreign:
+        raise InputError(
+            f"refusing to write {what} to {path}: the folder holds files accel did not write "
+            f"({foreign[0]!r}{', ...' if len(foreign) > 1 else ''}); choose an empty or new folder"
+        )
+    return path
+
+
+def _swap_link(link: Path, target: str) -> None:
+    """Point symlink ``link`` at ``target`` in one rename (replacing a file or link there)."""
+    tmp = link.with_name(f"{CURRENT}.{os.getpid()}-{threading.get_ident()}.tmp")
+    tmp.unlink(missing_ok=True)
+    os.symlink(target, tmp)
+    try:
+        os.replace(tmp, link)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _publish(folder: Path, version: Path, legacy: Callable[[Path], set[str] | None]) -> None:
+    """Make ``version`` what ``folder`` shows; remove what earlier writes left that nothing uses."""
+    old_links = _own_links(folder)
+    old_legacy = set() if is_versioned(folder) else (legacy(folder) or set())
+    _swap_link(folder / CURRENT, version.name)
+    names = set(os.listdir(version))
+    for name in sorted(names):
+        link = folder / name
+        if link.is_symlink() and os.readlink(link) == f"{CURRENT}/{name}":
+            continue
+        if link.is_dir() and not link.is_symlink():
+            shutil.rmtree(link)
+        _swap_link(link, f"{CURRENT}/{name}")
+    for name in (old_links | old_legacy) - names:
+        path = folder / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    for entry in os.scandir(folder):
+        if entry.name != version.name and _VERSION.fullmatch(entry.name):
+            _remove_if_abandoned(Path(entry.path), None)
+        elif entry.name.startswith(f"{CURRENT}.") and entry.name.endswith(".tmp"):
+            # Links are only swapped under the publish lock, which this call holds: any left is stale.
+            Path(entry.path).unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary folder beside ``path``; on success it takes ``path``'s place.
+def atomic_dir(
+    path: str | os.PathLike[str], legacy: Callable[[Path], set[str] | None] = lambda folder: None
+) -> Iterator[Path]:
+    """Yield an empty version folder inside ``path``; on success ``path`` shows it, in one rename.
 
-    An existing folder at ``path`` is moved aside first and removed only after the
-    new one is in place, so readers see either the old or the new content.
+    Readers see the old or the new content, never a mix or nothing; concurrent
+    writers never fail each other (the last to finish wins). ``path`` is created
+    if missing; an existing folder must be empty, versioned, or accepted by
+    ``legacy`` (see :func:`foreign_entries`). Files accel did not write are kept.
     """
-    path = Path(path)
-    _check_parent(path)
-    if path.exists() and not path.is_dir():
-        raise InputError(f"cannot write folder {path}: a file of that name exists")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    old: Path | None = None
-    try:
-        yield tmp
-        _publish_mode(tmp, 0o777)
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-            os.replace(path, old / path.name)
-        os.replace(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+    path = check_folder_destination(path, "folder", legacy)
+    with contextlib.suppress(FileExistsError):
+        path.mkdir()
+    with _exit_on_sigterm():
+        with _folder_lock(path):
+            check_folder_destination(path, "folder", legacy)
+            version = Path(tempfile.mkdtemp(prefix=f"{VERSION_PREFIX}{os.getpid()}-", dir=path))
+            fd = os.open(version, os.O_RDONLY)
+            _try_lock(fd)
+        published = False
+        try:
+            yield version
+            _publish_mode(version, 0o777)
+            with _folder_lock(path):
+                check_folder_destination(path, "folder", legacy)
+                _publish(path, version, legacy)
+            published = True
+        finally:
+            if not published:
+                shutil.rmtree(version, ignore_errors=True)
+            os.close(fd)
+
+
+def is_missing(exc: BaseException) -> bool:
+    """Whether ``exc`` says a file vanished (as when a newer version replaced the one being read)."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOENT, errno.ESTALE)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import re
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -19,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
-from accel.atomic import atomic_dir
+from accel.atomic import atomic_dir, check_folder_destination, current_version
 from accel.backends import Backend, get_backend
 from accel.errors import InputError, NotFittedError
 from accel.validation import as_interactions, binary_matrix, check_dtype, check_item_indices, check_k
@@ -183,15 +184,21 @@ class Recommender(ABC):
 
     # ---- persistence ----------------------------------------------------------------
     def save(self, path: str | os.PathLike[str], extras: dict[str, np.ndarray] | None = None) -> Path:
-        """Write the model to folder ``path`` atomically (a temporary folder, then a rename).
+        """Write the model to folder ``path``; readers see the old or the new model, never a mix.
 
         ``extras`` are further named arrays kept with the model (e.g. the item ids
-        of the interaction log); they come back as ``model.extras_``.
+        of the interaction log); they come back as ``model.extras_``. An existing
+        ``path`` must be empty or hold a saved model: other folders are refused
+        (:class:`InputError`) and left untouched. See :func:`accel.atomic.atomic_dir`.
         """
         self._check_fitted()
         backend = self.backend_
         arrays = {name: backend.to_host(a) for name, a in self._state().items()}
         extras = dict(extras or getattr(self, "extras_", {}) or {})
+        files = {f"{name}.npy": a for name, a in arrays.items()}
+        files.update({f"extra.{name}.npy": a for name, a in extras.items()})
+        for name in files:
+            _check_file_name(name)
         meta = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -200,12 +207,17 @@ class Recommender(ABC):
             "n_items": int(self.n_items_),
             "arrays": sorted(arrays),
             "extras": sorted(extras),
+            "files": {},
         }
-        with atomic_dir(path) as tmp:
-            for name, array in arrays.items():
-                np.save(tmp / f"{name}.npy", np.asarray(array), allow_pickle=False)
-            for name, array in extras.items():
-                np.save(tmp / f"extra.{name}.npy", np.asarray(array), allow_pickle=False)
+        with atomic_dir(check_model_destination(path), legacy=saved_model_files) as tmp:
+            for name, array in files.items():
+                array = np.asarray(array)
+                np.save(tmp / name, array, allow_pickle=False)
+                meta["files"][name] = {
+                    "shape": list(array.shape),
+                    "dtype": array.dtype.str,
+                    "bytes": (tmp / name).stat().st_size,
+                }
             (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
         return Path(path)
 
@@ -216,33 +228,166 @@ class Recommender(ABC):
         """Read a model saved by :meth:`save`; ``mmap`` maps its arrays instead of reading them.
 
         ``backend`` overrides the saved backend choice (e.g. load a GPU-trained model on CPU).
+        A save over ``path`` while this runs gives the old or the new model. A damaged
+        folder raises :class:`InputError` naming the file and what is wrong with it.
         """
         path = Path(path)
-        meta_path = path / META_FILE
-        if not meta_path.is_file():
-            raise InputError(f"{path} is not a saved accel model (no {META_FILE})")
-        meta = json.loads(meta_path.read_text())
-        if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
-            raise InputError(
-                f"{path}: unsupported model format {meta.get('format')!r} v{meta.get('format_version')}"
-            )
+        for _ in range(_LOAD_ATTEMPTS):
+            version = current_version(path)
+            try:
+                model = cls._load_version(path, version, mmap, backend)
+            except (InputError, OSError):
+                if current_version(path) != version:
+                    continue  # replaced while reading: read the new one
+                raise
+            if current_version(path) == version:
+                return model
+        raise InputError(f"{path} was replaced {_LOAD_ATTEMPTS} times while being read; try again")
+
+    @classmethod
+    def _load_version(cls: type[M], path: Path, folder: Path, mmap: bool, backend: str | Backend | None) -> M:
+        meta = _read_meta(path, folder)
         saved_cls = Recommender._registry.get(meta["class"])
         if saved_cls is None:
-            raise InputError(f"{path}: unknown model class {meta['class']!r}")
+            raise InputError(f"{path}: unknown model class {meta['class']!r} in {META_FILE}")
         if cls is not Recommender and not issubclass(saved_cls, cls):
             raise InputError(f"{path} holds a {meta['class']}, not a {cls.__name__}")
         params = dict(meta["params"])
         if backend is not None:
             params["backend"] = backend
-        model = saved_cls(**params)
-        mode = "r" if mmap else None
-        arrays = {name: np.load(path / f"{name}.npy", mmap_mode=mode) for name in meta["arrays"]}
-        model.extras_ = {name: np.load(path / f"extra.{name}.npy", mmap_mode=mode) for name in meta["extras"]}
+        try:
+            model = saved_cls(**params)
+        except TypeError as exc:
+            raise InputError(
+                f"{path}: the parameters in {META_FILE} do not fit {meta['class']}: {exc}"
+            ) from None
         model.dtype_ = check_dtype(model.dtype)
+        arrays = {n: _load_array(folder, f"{n}.npy", meta, mmap) for n in meta["arrays"]}
+        model.extras_ = {n: _load_array(folder, f"extra.{n}.npy", meta, mmap) for n in meta["extras"]}
+        for name, array in arrays.items():
+            if array.dtype.kind == "f" and array.dtype != model.dtype_:
+                raise InputError(
+                    f"{folder / f'{name}.npy'} holds {array.dtype} but {META_FILE} says dtype {model.dtype}"
+                )
         model.backend_ = get_backend(model.backend)
-        model.n_items_ = int(meta["n_items"])
-        model._set_state(arrays)
+        model.n_items_ = meta["n_items"]
+        try:
+            model._set_state(arrays)
+            model._check_loaded()
+        except (KeyError, ValueError, TypeError, IndexError) as exc:
+            raise InputError(
+                f"{path}: the saved arrays do not make a {meta['class']} of {meta['n_items']:,} items "
+                f"({type(exc).__name__}: {exc})"
+            ) from None
         return model
+
+    def _check_loaded(self) -> None:
+        """Score one user with item 0: the learned arrays must give ``n_items_`` scores."""
+        row = binary_matrix(
+            np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64), (1, self.n_items_), self.dtype_
+        )
+        scores = self._score_batch(self.backend_.sparse_to_device(row, self.dtype_), np.array([-1]))
+        if tuple(scores.shape) != (1, self.n_items_):
+            raise ValueError(
+                f"one user's scores have shape {tuple(scores.shape)}, expected (1, {self.n_items_})"
+            )
+
+
+#: How often :meth:`Recommender.load` re-reads a folder that other processes keep replacing.
+_LOAD_ATTEMPTS = 50
+_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\.npy")
+
+
+def _check_file_name(name: str) -> str:
+    if not _FILE_NAME.fullmatch(name):
+        raise InputError(f"cannot save an array as {name!r}: use letters, digits, '_', '-' and '.'")
+    return name
+
+
+def _read_meta(path: Path, folder: Path) -> dict[str, Any]:
+    """``model.json`` of ``folder``, checked for the keys and types loading needs."""
+    meta_path = folder / META_FILE
+    if not meta_path.is_file():
+        raise InputError(f"{path} is not a saved accel model (no {META_FILE})")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{meta_path} is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise InputError(f"{meta_path} does not describe an accel model")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise InputError(f"{path}: unsupported model format {FORMAT!r} v{meta.get('format_version')}")
+    expected = {"class": str, "params": dict, "n_items": int, "arrays": list, "extras": list}
+    for key, kind in expected.items():
+        if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
+            raise InputError(f"{meta_path}: {key!r} is missing or not a {kind.__name__}")
+    if meta["n_items"] < 1:
+        raise InputError(f"{meta_path}: n_items must be positive, got {meta['n_items']}")
+    if not isinstance(meta.get("files", {}), dict):
+        raise InputError(f"{meta_path}: 'files' is not an object")
+    for name in meta["arrays"] + meta["extras"]:
+        if not isinstance(name, str) or not _FILE_NAME.fullmatch(f"{name}.npy"):
+            raise InputError(f"{meta_path}: {name!r} is not an array name")
+    return meta
+
+
+def _load_array(folder: Path, name: str, meta: dict[str, Any], mmap: bool) -> np.ndarray:
+    """Array file ``name``, after checking its header and size against itself and ``model.json``."""
+    file = folder / name
+    try:
+        with open(file, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = read_header(f)
+            data_start = f.tell()
+    except FileNotFoundError:
+        raise InputError(f"{file} is missing") from None
+    except (ValueError, EOFError) as exc:
+        raise InputError(f"{file} is not a NumPy array file ({exc})") from None
+    if dtype.hasobject:
+        raise InputError(f"{file} holds Python objects, which accel never saves")
+    size = file.stat().st_size
+    expected_size = data_start + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if size != expected_size:
+        raise InputError(
+            f"{file} is {size:,} bytes but its header needs {expected_size:,}: it is truncated or damaged"
+        )
+    recorded = meta.get("files", {}).get(name)
+    if recorded is not None:
+        found = {"shape": list(shape), "dtype": dtype.str, "bytes": size}
+        for key, value in found.items():
+            if recorded.get(key) != value:
+                raise InputError(f"{file} has {key} {value} but {META_FILE} records {recorded.get(key)}")
+    try:
+        return np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise InputError(f"{file} cannot be read ({exc})") from None
+
+
+def check_model_destination(path: str | os.PathLike[str]) -> Path:
+    """Raise :class:`InputError` unless a model can be saved to ``path`` (run it before fitting).
+
+    ``path`` may be missing, empty or a saved model; any other folder is refused.
+    """
+    return check_folder_destination(path, "the model", saved_model_files)
+
+
+def saved_model_files(folder: Path) -> set[str] | None:
+    """The files a model saved in unversioned ``folder`` consists of, or ``None`` if it holds none."""
+    try:
+        meta = json.loads((folder / META_FILE).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        return None
+    names = {META_FILE}
+    names.update(f"{n}.npy" for n in meta.get("arrays", []) if isinstance(n, str))
+    names.update(f"extra.{n}.npy" for n in meta.get("extras", []) if isinstance(n, str))
+    return names
 
 
 def load_model(

@@ -100,9 +100,13 @@ def _remove_if_abandoned(path: Path, pid: int | None) -> bool:
         os.close(fd)
 
 
-def remove_abandoned_files(folder: Path, name: str) -> list[Path]:
-    """Remove the temporaries of ``folder/name`` whose writers died (killed mid-write); returns them."""
-    pattern = re.compile(rf"\.{re.escape(name)}\.(\d+)-[A-Za-z0-9_]+\.tmp")
+def remove_abandoned_files(folder: Path, name: str | re.Pattern[str]) -> list[Path]:
+    """Remove the temporaries of ``folder/name`` whose writers died (killed mid-write); returns them.
+
+    ``name`` is a file name, or a compiled pattern that file names match.
+    """
+    name = name.pattern if isinstance(name, re.Pattern) else re.escape(name)
+    pattern = re.compile(rf"\.(?:{name})\.(\d+)-[A-Za-z0-9_]+\.tmp")
     removed = []
     with contextlib.suppress(OSError):
         for entry in os.scandir(folder):

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from accel.atomic import atomic_dir, atomic_file
+from accel.atomic import atomic_dir, atomic_file, current_version
 from accel.errors import InputError
 
 
@@ -30,14 +30,41 @@ def test_atomic_file_failure_keeps_old_and_cleans_up(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
 
 
-def test_atomic_dir_replaces_whole_folder(tmp_path):
+def test_atomic_dir_replaces_what_it_wrote_and_keeps_other_files(tmp_path):
     target = tmp_path / "model"
-    target.mkdir()
-    (target / "stale.npy").write_text("x")
+    with atomic_dir(target) as tmp:
+        (tmp / "old.npy").write_text("x")
+        (tmp / "kept.npy").write_text("old")
+    (target / "notes.txt").write_text("mine")
     with atomic_dir(target) as tmp:
         (tmp / "fresh.npy").write_text("y")
-    assert [p.name for p in target.iterdir()] == ["fresh.npy"]
+        (tmp / "kept.npy").write_text("new")
+        assert (target / "kept.npy").read_text() == "old"
+    visible = sorted(p.name for p in target.iterdir() if not p.name.startswith("."))
+    assert visible == ["fresh.npy", "kept.npy", "notes.txt"]
+    assert (target / "kept.npy").read_text() == "new" and current_version(target) == tmp
     assert [p.name for p in tmp_path.iterdir()] == ["model"]
+    assert sorted(p.name for p in target.iterdir() if p.name.startswith(".v-")) == [tmp.name]
+
+
+def test_atomic_dir_refuses_a_folder_it_did_not_write(tmp_path):
+    target = tmp_path / "data"
+    target.mkdir()
+    (target / "thesis.txt").write_text("x")
+    with pytest.raises(InputError, match="did not write"), atomic_dir(target):
+        pass
+    assert [p.name for p in target.iterdir()] == ["thesis.txt"]
+
+
+def test_a_failed_write_leaves_the_folder_as_it_was(tmp_path):
+    target = tmp_path / "model"
+    with atomic_dir(target) as tmp:
+        (tmp / "a.npy").write_text("old")
+    before = sorted(p.name for p in target.iterdir())
+    with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
+        (tmp / "a.npy").write_text("half")
+        raise RuntimeError("crash")
+    assert sorted(p.name for p in target.iterdir()) == before and (target / "a.npy").read_text() == "old"
 
 
 def test_missing_or_unwritable_parent_is_named(tmp_path):

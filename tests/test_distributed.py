@@ -165,7 +165,7 @@ def _die_on_first_chunk() -> None:
 
     def die(*args):
         path = Path(args[-1])
-        (path.parent / f".{path.name}.killed.tmp").write_bytes(b"PAR1 half a file")
+        (path.parent / f".{path.name}.{os.getpid()}-killed.tmp").write_bytes(b"PAR1 half a file")
         os._exit(1)
 
     scoring._write_chunk = die

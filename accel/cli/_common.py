@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,8 @@ from accel.models.base import Recommender, load_model
 
 INPUT_FORMATS = ("auto", "csv", "tsv", "parquet", "movielens")
 OUTPUT_SUFFIXES = (".parquet", ".pq", ".csv")
+#: The first columns of every table ``accel recommend`` writes.
+RECOMMENDATION_COLUMNS = ("user", "item", "rank", "score")
 
 
 def add_input_args(parser: argparse.ArgumentParser, defaults_from_model: bool = False) -> None:
@@ -72,8 +76,16 @@ def apply_filters(inter: Interactions, args: argparse.Namespace) -> Interactions
     return inter
 
 
-def check_output_path(path: str | os.PathLike[str], suffixes: tuple[str, ...] | None = None) -> Path:
-    """Fail before any work when ``path`` cannot be written (missing or read-only folder, bad suffix)."""
+def check_output_path(
+    path: str | os.PathLike[str],
+    suffixes: tuple[str, ...] | None = None,
+    written_by_accel: Callable[[Path], bool] | None = None,
+) -> Path:
+    """Fail before any work when ``path`` cannot be written (missing or read-only folder, bad suffix).
+
+    With ``written_by_accel``, an existing file there is replaced only when that
+    says accel wrote it; anything else is refused and left untouched.
+    """
     path = Path(path)
     if suffixes is not None and path.suffix.lower() not in suffixes:
         raise InputError(f"output {path} must end in {', '.join(suffixes)}")
@@ -84,7 +96,35 @@ def check_output_path(path: str | os.PathLike[str], suffixes: tuple[str, ...] | 
         raise InputError(f"cannot write {path}: folder {parent} is not writable")
     if path.is_dir() and suffixes is not None:
         raise InputError(f"cannot write {path}: it is a folder")
+    if written_by_accel is not None and path.exists() and not written_by_accel(path):
+        raise InputError(
+            f"refusing to replace {path}: accel did not write it; remove it or choose another name"
+        )
     return path
+
+
+def is_recommendations_table(path: Path) -> bool:
+    """Whether ``path`` is a table ``accel recommend`` wrote (its columns start user, item, rank, score)."""
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            import pyarrow.parquet as pq
+
+            names = pq.read_schema(path).names
+        else:
+            with open(path, encoding="utf-8") as f:
+                names = f.readline().rstrip("\r\n").split(",")
+    except Exception:
+        return False
+    return names[: len(RECOMMENDATION_COLUMNS)] == list(RECOMMENDATION_COLUMNS)
+
+
+def is_json_with(path: Path, keys: tuple[str, ...]) -> bool:
+    """Whether ``path`` is a JSON object holding every one of ``keys`` (how accel's reports are known)."""
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(payload, dict) and all(key in payload for key in keys)
 
 
 def write_table(frame: pd.DataFrame, path: Path) -> None:

@@ -6,7 +6,7 @@ import argparse
 import re
 from pathlib import Path
 
-from accel.cli._common import add_dataset_args, dataset_from_args
+from accel.cli._common import add_dataset_args, dataset_from_args, is_json_with
 from accel.errors import InputError, format_bytes
 
 #: ``--quick``: a small synthetic dataset and a three-point sweep, about a minute on 2 cores.
@@ -83,6 +83,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run_command)
 
 
+def check_results_folder(out: Path) -> None:
+    """Fail before any work when ``out`` is a file or holds results that ``accel bench`` did not write."""
+    from accel.bench.suite import RESULTS_JSON, RESULTS_MD
+
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; give a folder for the results")
+    ours = is_json_with(out / RESULTS_JSON, ("machine", "wall_s"))
+    for name in (RESULTS_JSON, RESULTS_MD):
+        if (out / name).exists() and not ours:
+            raise InputError(
+                f"refusing to replace {out / name}: accel did not write it; choose another --out folder"
+            )
+
+
 def _dataset(args: argparse.Namespace):
     if args.quick:
         return dataset_from_args(args, users=QUICK["users"], items=QUICK["items"])
@@ -105,6 +119,7 @@ def run_command(args: argparse.Namespace) -> int:
         raise InputError("give either --workers or --scheduler, not both")
     if args.timeout <= 0:
         raise InputError(f"--timeout must be positive, got {args.timeout}")
+    check_results_folder(Path(args.out))
     tuned = load_tuned_params(args.params)
     memory_limit = parse_size(args.memory_limit) if args.memory_limit else None
 

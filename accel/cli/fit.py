@@ -12,11 +12,10 @@ from accel.cli._common import (
     add_input_args,
     add_quiet_arg,
     apply_filters,
-    check_output_path,
     id_array,
     read_interactions,
 )
-from accel.models.base import Recommender
+from accel.models.base import Recommender, check_model_destination
 from accel.models.ease import EASE
 from accel.models.popular import TopPopular
 
@@ -39,7 +38,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--l2", type=float, default=500.0, help="EASE L2 penalty λ (default 500)")
     parser.add_argument("--backend", default="auto", help="auto, numpy or cupy (default auto)")
     parser.add_argument("--dtype", default="float32", help="float32 or float64 (default float32)")
-    parser.add_argument("--out", required=True, metavar="MODEL_DIR", help="folder to write the model to")
+    parser.add_argument(
+        "--out",
+        required=True,
+        metavar="MODEL_DIR",
+        help="folder to write the model to: new, empty, or a saved model to replace",
+    )
     add_quiet_arg(parser)
     parser.set_defaults(func=run)
 
@@ -52,7 +56,7 @@ def make_model(name: str, l2: float, backend: str, dtype: str) -> Recommender:
 
 
 def run(args: argparse.Namespace) -> int:
-    out = check_output_path(args.out)
+    out = check_model_destination(args.out)
     inter = apply_filters(
         read_interactions(args.input, args.user_col, args.item_col, args.time_col, args.input_format), args
     )

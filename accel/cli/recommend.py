@@ -14,6 +14,7 @@ from accel.cli._common import (
     add_input_args,
     add_quiet_arg,
     check_output_path,
+    is_recommendations_table,
     load_saved_model,
     read_interactions,
     saved_text,
@@ -21,6 +22,7 @@ from accel.cli._common import (
 )
 from accel.data.interactions import Interactions, lookup_ids
 from accel.distributed.cli_options import add_dask_args, recommend_with_dask, wants_dask
+from accel.distributed.run_output import check_run_folder
 from accel.errors import InputError
 from accel.models.base import Recommender
 
@@ -84,7 +86,11 @@ def recommendations_frame(
 def run(args: argparse.Namespace) -> int:
     if (args.input is None) == (args.items is None):
         raise InputError("give either INPUT (a log of users) or --items, not both or neither")
-    out = check_output_path(args.out, None if wants_dask(args) else OUTPUT_SUFFIXES) if args.out else None
+    out = None
+    if wants_dask(args) and args.out:
+        check_run_folder(args.out, args.overwrite)
+    elif args.out:
+        out = check_output_path(args.out, OUTPUT_SUFFIXES, is_recommendations_table)
     model = load_saved_model(args.model_dir, backend=args.backend)
     if args.items is not None:
         items = lookup_ids(args.items, np.asarray(model.extras_["item_ids"]), "item")

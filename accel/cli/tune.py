@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from accel.cli._common import add_dataset_args, dataset_from_args
+from accel.cli._common import add_dataset_args, check_output_path, dataset_from_args, is_json_with
+
+#: Keys of the JSON ``accel tune`` writes (how an earlier result is told from someone else's file).
+TUNE_KEYS = ("metric", "search", "best", "results")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -52,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from accel.models.knn import SIMILARITIES
     from accel.tuning import tune
 
+    out = check_output_path(args.out, written_by_accel=lambda path: is_json_with(path, TUNE_KEYS))
     dataset = dataset_from_args(args)
     similarities = SIMILARITIES
     if args.similarities:
@@ -69,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         show_progress=not args.quiet,
     )
     result["dataset"] = dataset.describe()
-    write_json(Path(args.out), result)
+    write_json(out, result)
     print(f"{'model':<28} {'valid ' + args.metric:>16} {'test ' + args.metric:>16}  best parameters")
     for row in result["results"]:
         params = ", ".join(

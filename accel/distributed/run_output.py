@@ -14,17 +14,21 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from accel.atomic import atomic_file
+from accel.atomic import atomic_file, remove_abandoned_files
 from accel.errors import InputError
 
 MANIFEST = "_accel_run.json"
 PART_GLOB = "part-*.parquet"
+_PART_NAME = re.compile(r"part-\d+\.parquet")
+#: How to replace an earlier run, for the command line and for Python.
+_OVERWRITE = "choose another folder, or overwrite it (--overwrite; overwrite=True in Python)"
 #: Rows of each learned array hashed into a model's fingerprint.
 _SAMPLED_ROWS = 64
 #: Elements of each 1-D array hashed into a fingerprint.
@@ -94,13 +98,37 @@ def read_manifest(folder: Path) -> dict[str, Any] | None:
     try:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path} is unreadable ({exc}); remove it or pass overwrite=True") from None
+        raise InputError(f"{path} is unreadable ({exc}); remove it or {_OVERWRITE}") from None
 
 
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
     """Write the manifest atomically."""
     with atomic_file(folder / MANIFEST) as tmp:
         tmp.write_text(json.dumps(manifest, indent=2))
+
+
+def check_run_folder(folder: str | os.PathLike[str], overwrite: bool) -> Path:
+    """Fail before any work when ``folder`` cannot take a run: not a folder, no parent, or others' files.
+
+    A folder holding an accel run passes here (:func:`prepare_folder` then
+    compares the runs); one holding anything else is refused unless ``overwrite``.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"output path {folder} exists and is not a folder")
+    if not folder.exists():
+        if not folder.parent.is_dir():
+            raise InputError(f"cannot create {folder}: folder {folder.parent} does not exist")
+        return folder
+    if not os.access(folder, os.W_OK):
+        raise InputError(f"cannot write to {folder}: the folder is not writable")
+    if not overwrite and read_manifest(folder) is None:
+        others = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+        if others:
+            raise InputError(
+                f"{folder} is not empty and holds no accel run ({others[0]!r}, ...); {_OVERWRITE}"
+            )
+    return folder
 
 
 def prepare_folder(folder: str | os.PathLike[str], run: dict[str, Any], overwrite: bool) -> set[int]:
@@ -110,40 +138,25 @@ def prepare_folder(folder: str | os.PathLike[str], run: dict[str, Any], overwrit
     a different run, or other files, is refused unless ``overwrite``, which removes
     the earlier run's parts and manifest (and nothing else).
     """
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise InputError(f"output path {folder} exists and is not a folder")
-    if not folder.exists():
-        if not folder.parent.is_dir():
-            raise InputError(f"cannot create {folder}: folder {folder.parent} does not exist")
-        folder.mkdir()
+    folder = check_run_folder(folder, overwrite)
+    folder.mkdir(exist_ok=True)
     previous = read_manifest(folder)
     existing = sorted(folder.glob(PART_GLOB))
     if previous is not None and previous.get("run") == run:
         return {int(p.stem.split("-")[1]) for p in existing if p.stem.split("-")[1].isdigit()}
-    if not overwrite:
-        if previous is not None:
-            differ = sorted(
-                k
-                for k in set(run) | set(previous.get("run", {}))
-                if run.get(k) != previous.get("run", {}).get(k)
-            )
-            raise InputError(
-                f"{folder} already holds a different run (differs in: {', '.join(differ)}); "
-                "choose another folder or pass overwrite=True"
-            )
-        others = [p.name for p in folder.iterdir() if not p.name.startswith(".")]
-        if others:
-            raise InputError(
-                f"{folder} is not empty and holds no accel run ({others[0]!r}, ...); "
-                "choose another folder or pass overwrite=True"
-            )
-    for path in [*existing, *folder.glob(f".{PART_GLOB}.*.tmp"), folder / MANIFEST]:
+    if not overwrite and previous is not None:
+        differ = sorted(
+            k for k in set(run) | set(previous.get("run", {})) if run.get(k) != previous.get("run", {}).get(k)
+        )
+        raise InputError(
+            f"{folder} already holds a different run (differs in: {', '.join(differ)}); {_OVERWRITE}"
+        )
+    for path in [*existing, folder / MANIFEST]:
         path.unlink(missing_ok=True)
+    remove_stale_temporaries(folder)
     return set()
 
 
 def remove_stale_temporaries(folder: str | os.PathLike[str]) -> None:
-    """Delete temporary part files left by a worker killed mid-write."""
-    for path in Path(folder).glob(f".{PART_GLOB}.*.tmp"):
-        path.unlink(missing_ok=True)
+    """Delete temporary part files left by workers killed mid-write (never those of a live worker)."""
+    remove_abandoned_files(Path(folder), _PART_NAME)

@@ -317,10 +317,11 @@ def _read_meta(path: Path, folder: Path) -> dict[str, Any]:
         raise InputError(f"{meta_path} does not describe an accel model")
     if meta.get("format_version") != FORMAT_VERSION:
         raise InputError(f"{path}: unsupported model format {FORMAT!r} v{meta.get('format_version')}")
-    expected = {"class": str, "params": dict, "n_items": int, "arrays": list, "extras": list}
-    for key, kind in expected.items():
+    expected = {"class": (str, "a string"), "params": (dict, "an object"), "n_items": (int, "an integer")}
+    expected.update(arrays=(list, "a list"), extras=(list, "a list"))
+    for key, (kind, words) in expected.items():
         if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
-            raise InputError(f"{meta_path}: {key!r} is missing or not a {kind.__name__}")
+            raise InputError(f"{meta_path}: {key!r} is missing or not {words}")
     if meta["n_items"] < 1:
         raise InputError(f"{meta_path}: n_items must be positive, got {meta['n_items']}")
     if not isinstance(meta.get("files", {}), dict):

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from accel.atomic import current_version
 from accel.backends import get_backend
 from accel.errors import InputError
 from accel.models.base import META_FILE, Recommender, load_model
@@ -172,7 +173,8 @@ def ship_model(
         raise InputError(f"model_transfer must be one of {', '.join(TRANSFERS)}, got {transfer!r}")
     token = uuid.uuid4().hex
     if is_saved_model(model):
-        path = str(Path(model).resolve())
+        # Pin the version saved now: a save over the folder during the run must not mix models.
+        path = str(current_version(Path(model).resolve()))
         if transfer != "scatter" and workers_see(client, Path(path) / META_FILE):
             return ShippedModel(PathRef(path, token), "mmap", token)
         if transfer == "mmap":

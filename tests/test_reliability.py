@@ -425,3 +425,30 @@ def test_checked_loading_still_maps_the_arrays(X, tmp_path):
     model.save(tmp_path / "m")
     loaded = load_model(tmp_path / "m")
     assert not loaded.B_.flags.owndata and np.array_equal(loaded.B_, model.B_)
+
+
+# ---- Dask output: a run killed mid-way is resumed exactly once ------------------------------------------
+def test_a_dask_run_killed_mid_write_resumes_with_every_user_exactly_once(X, tmp_path):
+    from accel.distributed.client import connect
+    from accel.distributed.run_output import MANIFEST
+    from accel.distributed.scoring import recommend_to_parquet
+
+    out = tmp_path / "recs"
+    model = ease(X)
+    with connect(n_workers=1) as client:
+        first = recommend_to_parquet(model, X, out, k=3, client=client, chunk_users=40)
+        # As if the run had been killed while a worker wrote chunk 1: no part, a half temporary.
+        (out / "part-00001.parquet").unlink()
+        manifest = json.loads((out / MANIFEST).read_text())
+        (out / MANIFEST).write_text(json.dumps({"run": manifest["run"], "complete": False}))
+        killed = python(WRITE_AND_HANG, str(out / "part-00001.parquet"))
+        wait_for(killed, "writing")
+        killed.kill()
+        killed.wait(timeout=30)
+        assert len(temporaries(out)) == 1
+        resumed = recommend_to_parquet(model, X, out, k=3, client=client, chunk_users=40)
+    assert (resumed["chunks_written"], resumed["chunks_resumed"]) == (1, 2)
+    assert temporaries(out) == [], "the killed writer's temporary was left behind"
+    frame = pd.read_parquet(out)
+    assert len(frame) == first["rows_written"] and not frame.duplicated(["user", "rank"]).any()
+    assert frame["user"].nunique() == X.shape[0]

@@ -16,7 +16,6 @@ write to the same path, never a temporary whose writer still runs.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import os
 import re
@@ -324,8 +323,3 @@ def atomic_dir(
             if not published:
                 shutil.rmtree(version, ignore_errors=True)
             os.close(fd)
-
-
-def is_missing(exc: BaseException) -> bool:
-    """Whether ``exc`` says a file vanished (as when a newer version replaced the one being read)."""
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOENT, errno.ESTALE)

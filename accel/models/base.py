@@ -262,12 +262,12 @@ class Recommender(ABC):
                 f"{path}: the parameters in {META_FILE} do not fit {meta['class']}: {exc}"
             ) from None
         model.dtype_ = check_dtype(model.dtype)
-        arrays = {n: _load_array(folder, f"{n}.npy", meta, mmap) for n in meta["arrays"]}
-        model.extras_ = {n: _load_array(folder, f"extra.{n}.npy", meta, mmap) for n in meta["extras"]}
+        arrays = {n: _load_array(path, folder, f"{n}.npy", meta, mmap) for n in meta["arrays"]}
+        model.extras_ = {n: _load_array(path, folder, f"extra.{n}.npy", meta, mmap) for n in meta["extras"]}
         for name, array in arrays.items():
             if array.dtype.kind == "f" and array.dtype != model.dtype_:
                 raise InputError(
-                    f"{folder / f'{name}.npy'} holds {array.dtype} but {META_FILE} says dtype {model.dtype}"
+                    f"{path / f'{name}.npy'} holds {array.dtype} but {META_FILE} says dtype {model.dtype}"
                 )
         model.backend_ = get_backend(model.backend)
         model.n_items_ = meta["n_items"]
@@ -305,12 +305,12 @@ def _check_file_name(name: str) -> str:
 
 
 def _read_meta(path: Path, folder: Path) -> dict[str, Any]:
-    """``model.json`` of ``folder``, checked for the keys and types loading needs."""
-    meta_path = folder / META_FILE
-    if not meta_path.is_file():
+    """``model.json`` of version ``folder`` of ``path``, checked for the keys and types loading needs."""
+    if not (folder / META_FILE).is_file():
         raise InputError(f"{path} is not a saved accel model (no {META_FILE})")
+    meta_path = path / META_FILE  # named as the user sees it
     try:
-        meta = json.loads(meta_path.read_text())
+        meta = json.loads((folder / META_FILE).read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"{meta_path} is not valid JSON ({exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
@@ -332,11 +332,11 @@ def _read_meta(path: Path, folder: Path) -> dict[str, Any]:
     return meta
 
 
-def _load_array(folder: Path, name: str, meta: dict[str, Any], mmap: bool) -> np.ndarray:
-    """Array file ``name``, after checking its header and size against itself and ``model.json``."""
-    file = folder / name
+def _load_array(path: Path, folder: Path, name: str, meta: dict[str, Any], mmap: bool) -> np.ndarray:
+    """Array file ``name`` of version ``folder`` of ``path``, checked against its header and model.json."""
+    source, file = folder / name, path / name  # the file read, and its name as the user sees it
     try:
-        with open(file, "rb") as f:
+        with open(source, "rb") as f:
             version = np.lib.format.read_magic(f)
             read_header = (
                 np.lib.format.read_array_header_1_0
@@ -351,20 +351,22 @@ def _load_array(folder: Path, name: str, meta: dict[str, Any], mmap: bool) -> np
         raise InputError(f"{file} is not a NumPy array file ({exc})") from None
     if dtype.hasobject:
         raise InputError(f"{file} holds Python objects, which accel never saves")
-    size = file.stat().st_size
+    size = source.stat().st_size
     expected_size = data_start + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if size != expected_size:
         raise InputError(
             f"{file} is {size:,} bytes but its header needs {expected_size:,}: it is truncated or damaged"
         )
     recorded = meta.get("files", {}).get(name)
+    if recorded is not None and not isinstance(recorded, dict):
+        raise InputError(f"{path / META_FILE}: the entry for {name} is not an object")
     if recorded is not None:
         found = {"shape": list(shape), "dtype": dtype.str, "bytes": size}
         for key, value in found.items():
             if recorded.get(key) != value:
                 raise InputError(f"{file} has {key} {value} but {META_FILE} records {recorded.get(key)}")
     try:
-        return np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
+        return np.load(source, mmap_mode="r" if mmap else None, allow_pickle=False)
     except (ValueError, OSError) as exc:
         raise InputError(f"{file} cannot be read ({exc})") from None
 

@@ -211,12 +211,12 @@ def _own_links(folder: Path) -> set[str]:
 
 
 def foreign_entries(folder: str | os.PathLike[str], legacy: Callable[[Path], set[str] | None]) -> list[str]:
-    """Entries of ``folder`` that no earlier write there made, and that a new write would replace.
+    """The visible entries of ``folder`` when they forbid writing there (else an empty list).
 
-    ``legacy(folder)`` names the entries of an unversioned folder that its writer
-    made (e.g. the files a model's ``model.json`` lists), or ``None`` when it is
-    not such a folder. Entries outside both are someone else's and are kept; a
-    non-empty folder that is neither versioned nor ``legacy`` is refused whole.
+    A folder may be written when it is empty, versioned (written here before), or
+    an unversioned folder that ``legacy`` recognises (returning the names its
+    writer made, e.g. the files a model's ``model.json`` lists; ``None`` when it
+    does not). Files that someone added to such a folder are kept by later writes.
     """
     folder = Path(folder)
     if not folder.is_dir():

@@ -452,3 +452,30 @@ def test_a_dask_run_killed_mid_write_resumes_with_every_user_exactly_once(X, tmp
     frame = pd.read_parquet(out)
     assert len(frame) == first["rows_written"] and not frame.duplicated(["user", "rank"]).any()
     assert frame["user"].nunique() == X.shape[0]
+
+
+@pytest.mark.parametrize("name", ["S_data.npy", "S_indices.npy", "S_indptr.npy"])
+def test_every_array_a_model_declares_is_checked(X, tmp_path, name):
+    """A sparse learned state saved as several arrays: each one is checked on its own."""
+    from accel.models.knn import ItemKNN
+
+    ItemKNN("cosine", k=5, backend="numpy").fit(X, show_progress=False).save(tmp_path / "m")
+    target = tmp_path / "m" / ".current" / name
+    array = np.load(target)
+    np.save(target, array[:-1])
+    with pytest.raises(InputError, match=rf"{name} has shape \[{array.size - 1}\] but model.json records"):
+        load_model(tmp_path / "m")
+
+
+def test_a_truncated_array_in_the_older_layout_is_named(X, tmp_path):
+    """Folders saved before shapes were recorded still get the header-against-size check."""
+    path = tmp_path / "m"
+    path.mkdir()
+    model = ease(X)
+    np.save(path / "B.npy", model.B_)
+    meta = {"format": "accel-model", "format_version": 1, "class": "EASE", "n_items": 30}
+    meta.update(params=model.get_params(), arrays=["B"], extras=[])
+    (path / "model.json").write_text(json.dumps(meta))
+    (path / "B.npy").write_bytes((path / "B.npy").read_bytes()[:-7])
+    with pytest.raises(InputError, match=r"B\.npy is 3,721 bytes but its header needs 3,728"):
+        load_model(path)

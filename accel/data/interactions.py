@@ -10,33 +10,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from accel.data.ids import check_id_column, lookup_ids
 from accel.errors import InputError
 from accel.validation import binary_matrix
-
-
-def _coerce_ids(ids: Iterable[object] | object, known: np.ndarray) -> np.ndarray:
-    """``ids`` as an array comparable with ``known`` (e.g. ``"42"`` typed on a command line → 42)."""
-    array = np.atleast_1d(np.asarray(ids, dtype=object if isinstance(ids, str) else None))
-    if known.dtype.kind in "iu" and array.dtype.kind not in "iu":
-        converted = pd.to_numeric(pd.Series(array.ravel(), dtype=object), errors="coerce")
-        if converted.isna().any() or not (converted == converted.round()).all():
-            bad = array.ravel()[converted.isna().to_numpy() | (converted != converted.round()).to_numpy()][0]
-            return np.array([bad], dtype=object)
-        return converted.to_numpy(dtype=np.int64)
-    if known.dtype.kind in "OUS" and array.dtype.kind not in "OUS":
-        return array.astype(str).astype(object)
-    return array
-
-
-def lookup_ids(ids: object, known: np.ndarray, what: str) -> np.ndarray:
-    """Positions of ``ids`` in ``known``; :class:`InputError` naming the first unknown id."""
-    array = _coerce_ids(ids, known)
-    positions = pd.Index(known).get_indexer(array.ravel())
-    if (positions < 0).any():
-        unknown = array.ravel()[np.flatnonzero(positions < 0)[0]]
-        unknown = unknown.item() if isinstance(unknown, np.generic) else unknown
-        raise InputError(f"unknown {what} id {unknown!r}: not in the {len(known):,} {what}s of this log")
-    return positions.astype(np.int64)
 
 
 def parse_times(values: pd.Series, column: str) -> pd.Series:
@@ -91,11 +67,8 @@ class Interactions:
             )
         if len(df) == 0:
             raise InputError("the interaction log is empty")
-        for col in (user_col, item_col):
-            if df[col].isna().any():
-                raise InputError(f"column {col!r} has {int(df[col].isna().sum()):,} missing ids")
-        users, user_ids = pd.factorize(df[user_col], sort=True)
-        items, item_ids = pd.factorize(df[item_col], sort=True)
+        users, user_ids = pd.factorize(check_id_column(df[user_col], user_col), sort=True)
+        items, item_ids = pd.factorize(check_id_column(df[item_col], item_col), sort=True)
         data = {"user": users.astype(np.int32), "item": items.astype(np.int32)}
         if time_col:
             data["time"] = parse_times(df[time_col], time_col).to_numpy()
@@ -114,9 +87,13 @@ class Interactions:
         time_col: str | None = None,
         **read_csv_kwargs: object,
     ) -> Interactions:
-        """Read the named columns of a CSV file (extra ``read_csv`` arguments pass through)."""
+        """Read the named columns of a CSV file (extra ``read_csv`` arguments pass through).
+
+        The id columns are read as text, so ``"042"`` and ``"42"`` stay two ids; pass
+        ``dtype={user_col: "int64"}`` (for example) to read them otherwise.
+        """
         return cls.from_frame(
-            read_table(path, "csv", **read_csv_kwargs),
+            read_table(path, "csv", id_cols=(user_col, item_col), **read_csv_kwargs),
             user_col=user_col,
             item_col=item_col,
             time_col=time_col,
@@ -238,11 +215,27 @@ def to_timestamp(value: object, name: str) -> pd.Timestamp:
     return stamp
 
 
-def read_table(path: str | os.PathLike[str], fmt: str = "auto", **read_csv_kwargs: object) -> pd.DataFrame:
-    """A CSV, TSV or Parquet file as a DataFrame (``fmt="auto"`` goes by the suffix)."""
+def read_table(
+    path: str | os.PathLike[str],
+    fmt: str = "auto",
+    id_cols: Iterable[str] = (),
+    **read_csv_kwargs: object,
+) -> pd.DataFrame:
+    """A CSV, TSV or Parquet file as a DataFrame (``fmt="auto"`` goes by the suffix).
+
+    Text formats read ``id_cols`` as strings (ids like ``"0108775015"`` keep their
+    leading zeros) unless ``dtype`` says otherwise; Parquet keeps its stored types.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"input {path} is a folder, not a file")
     if not path.is_file():
         raise InputError(f"input file {path} does not exist")
+    dtype = read_csv_kwargs.pop("dtype", None)
+    if not isinstance(dtype, dict) and dtype is not None:
+        read_csv_kwargs["dtype"] = dtype
+    else:
+        read_csv_kwargs["dtype"] = {**dict.fromkeys(id_cols, str), **(dtype or {})}
     if fmt == "auto":
         suffix = path.suffix.lower()
         fmt = {".parquet": "parquet", ".pq": "parquet", ".tsv": "tsv"}.get(suffix, "csv")

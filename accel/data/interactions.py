@@ -5,14 +5,19 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from accel.data import serving
 from accel.data.ids import check_id_column, lookup_ids
 from accel.errors import InputError
 from accel.validation import binary_matrix
+
+if TYPE_CHECKING:
+    from accel.models.base import Recommender
 
 
 def parse_times(values: pd.Series, column: str) -> pd.Series:
@@ -141,6 +146,51 @@ class Interactions:
     def item_index(self, ids: object) -> np.ndarray:
         """Indices of original item ``ids``; raises :class:`InputError` naming an unknown id."""
         return lookup_ids(ids, self.item_ids, "item")
+
+    # ---- recommendations in this log's ids -------------------------------------------------
+    def recommend(
+        self,
+        model: Recommender,
+        users: object = None,
+        k: int = 10,
+        exclude_seen: bool = True,
+        unknown_users: str = "popular",
+        show_progress: bool = False,
+    ) -> pd.DataFrame:
+        """Top ``k`` for ``users`` (ids of this log; default all) from their history in this log.
+
+        Returns a DataFrame ``user, item, rank, score, source`` in the original ids.
+        The model's items are matched by id when it knows them (fitted on an
+        ``Interactions`` or by ``accel fit``), so the model may come from another
+        log; items it does not know are left out of the histories. A user left with
+        no known items gets the most popular items (``source == "popular"``) unless
+        ``unknown_users`` is ``"skip"`` (no rows) or ``"error"``.
+        """
+        item_ids = serving.model_item_ids(model, self.item_ids)
+        X, user_ids, _ = serving.history_matrix(item_ids, self, users)
+        return serving.recommendations_frame(
+            model, X, user_ids, item_ids, k, exclude_seen, unknown_users, show_progress
+        )
+
+    def recommend_from_items(
+        self,
+        model: Recommender,
+        items: object,
+        k: int = 10,
+        exclude_seen: bool = True,
+        unknown_users: str = "popular",
+    ) -> pd.DataFrame:
+        """Top ``k`` (``item, rank, score, source``) for a new user who has ``items`` (item ids)."""
+        item_ids = serving.model_item_ids(model, self.item_ids)
+        X = serving.items_row(item_ids, items)
+        frame = serving.recommendations_frame(
+            model, X, np.array([None]), item_ids, k, exclude_seen, unknown_users
+        )
+        return frame.drop(columns="user")
+
+    def similar_items(self, model: Recommender, item: object, k: int = 10) -> pd.DataFrame:
+        """The ``k`` items most similar to item id ``item`` as ``rank, item, score``."""
+        return serving.similar_frame(model, serving.model_item_ids(model, self.item_ids), item, k)
 
     # ---- matrices -------------------------------------------------------------------
     def matrix(self, rows: np.ndarray | None = None) -> sp.csr_matrix:

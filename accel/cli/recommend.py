@@ -90,12 +90,12 @@ def run(args: argparse.Namespace) -> int:
             args.input_format or saved_text(model, "input_format") or "auto",
         )
         X, user_ids, unknown = history_matrix(item_ids, inter)
+        report_unknown_users(X, user_ids, args)
         if unknown and not args.quiet:
             print(
                 f"accel recommend: ignored {unknown:,} interactions with items the model does not know",
                 file=sys.stderr,
             )
-        report_unknown_users(X, user_ids, args)
         if wants_dask(args):
             if args.unknown_users == "skip":  # the workers' default gives them the popular items
                 known = np.diff(X.indptr) > 0

@@ -136,7 +136,7 @@ class EASE(Recommender):
                 backend.memory_kind(),
             )
         # diag(XᵀX) is each item's number of users: the popularity kept for cold-start users.
-        self.popularity_ = np.rint(backend.to_host(G_dev.diagonal().copy())).astype(np.int64)
+        self.popularity_ = np.rint(backend.diagonal(G_dev)).astype(np.int64)
         cooccurring = float(G_dev.sum(dtype=np.float64)) > float(self.popularity_.sum())
         with _FitSteps(backend, 2, show_progress) as steps:
             self._weights_from_gram(G_dev, steps, cooccurring)

@@ -170,6 +170,7 @@ def test_recommend_in_log_ids_matches_index_results(log):
     assert recs["item"].tolist() == list(log.item_ids[ids.ravel()])
     np.testing.assert_allclose(recs["score"], scores.ravel())
     assert (recs["source"] == "model").all()
+    assert log.recommend(model, users=["u3", "u7", "u3"], k=1)["user"].tolist() == ["u3", "u7"]
     everyone = log.recommend(model, k=2)
     assert len(everyone) == 2 * log.n_users
 

@@ -49,7 +49,7 @@ def history_matrix(
     if users is None:
         rows, user_ids = np.arange(inter.n_users), inter.user_ids
     else:
-        rows = inter.user_index(users)
+        rows = pd.unique(inter.user_index(users))  # a user asked for twice is answered once
         user_ids = inter.user_ids[rows]
         position = np.full(inter.n_users, -1, dtype=np.int64)
         position[rows] = np.arange(len(rows))
@@ -82,16 +82,20 @@ def recommendations_frame(
     )
     width = ids.shape[1]
     keep = (ids >= 0).ravel()
-    popular = np.repeat(np.diff(X.indptr) == 0, width)[keep]
     return pd.DataFrame(
         {
             "user": np.repeat(np.asarray(user_ids), width)[keep],
             "item": np.asarray(item_ids)[ids.ravel()[keep]],
             "rank": np.tile(np.arange(1, width + 1, dtype=np.int32), len(ids))[keep],
             "score": scores.ravel()[keep],
-            "source": pd.Categorical(np.where(popular, SOURCES[1], SOURCES[0]), categories=SOURCES),
+            "source": row_sources(X, width)[keep],
         }
     )
+
+
+def row_sources(X: sp.csr_matrix, k: int) -> np.ndarray:
+    """The ``source`` of each of the ``k`` results of every row of ``X``, flattened row by row."""
+    return np.repeat(np.where(np.diff(X.indptr) == 0, SOURCES[1], SOURCES[0]).astype(object), k)
 
 
 def items_row(item_ids: np.ndarray, items: object) -> sp.csr_matrix:

@@ -151,13 +151,16 @@ class Recommender(ABC):
             raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
         ids = np.empty((n_rows, k), dtype=np.int64)
         scores = np.empty((n_rows, k), dtype=self.dtype_)
+        empty = np.diff(X.indptr) == 0
+        if unknown_users == "error":  # refuse before any scoring
+            self.fill_rows_without_items(empty, ids, scores, unknown_users)
         starts = range(0, n_rows, batch_size)
         for start in tqdm(starts, desc="recommend", unit="batch", disable=None if show_progress else True):
             stop = min(start + batch_size, n_rows)
             ids[start:stop], scores[start:stop] = self._recommend_batch(
                 X[start:stop], np.arange(start, stop), k, exclude_seen
             )
-        self.fill_rows_without_items(np.diff(X.indptr) == 0, ids, scores, unknown_users)
+        self.fill_rows_without_items(empty, ids, scores, unknown_users)
         return ids, scores
 
     def fill_rows_without_items(

@@ -95,6 +95,13 @@ def binary_matrix(
     return X
 
 
+def check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
+    """``value`` if it is one of ``choices``, else :class:`InputError` listing them."""
+    if not isinstance(value, str) or value not in choices:
+        raise InputError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value
+
+
 def check_k(k: object, n_items: int) -> int:
     """An integer list length with 1 ≤ k ≤ n_items."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):

@@ -57,10 +57,12 @@ def test_recommend_writes_original_ids_without_seen_items(capsys, log_file, mode
     )
     assert code == 0, err
     recs = pd.read_parquet(out)
-    assert list(recs.columns) == ["user", "item", "rank", "score"]
-    assert sorted(recs["user"].unique()) == [3, 7, 11] and len(recs) == 15
+    assert list(recs.columns) == ["user", "item", "rank", "score", "source"]
+    # ids read from CSV stay text; the items are the model's (integer ids from Parquet)
+    assert sorted(recs["user"].unique()) == ["11", "3", "7"] and len(recs) == 15
+    assert recs["item"].dtype.kind == "i" and set(recs["source"]) == {"model"}
     assert recs.groupby("user")["rank"].apply(list).tolist() == [[1, 2, 3, 4, 5]] * 3
-    seen = set(zip(some["customer"], some["article"], strict=True))
+    seen = set(zip(some["customer"].astype(str), some["article"], strict=True))
     assert not any((u, i) in seen for u, i in zip(recs["user"], recs["item"], strict=True))
     assert set(recs["item"]) <= set(log["article"])
     assert (recs.groupby("user")["score"].apply(lambda s: s.is_monotonic_decreasing)).all()
@@ -70,7 +72,7 @@ def test_recommend_for_items_and_similar(capsys, model_dir):
     code, out, err = run_cli(capsys, "recommend", str(model_dir), "--items", "5", "17", "--k", "3")
     assert code == 0, err
     rows = [line.split("\t") for line in out.strip().splitlines()]
-    assert rows[0] == ["user", "item", "rank", "score"] and len(rows) == 4
+    assert rows[0] == ["user", "item", "rank", "score", "source"] and len(rows) == 4
     assert {"5", "17"}.isdisjoint(r[1] for r in rows[1:])
     code, out, err = run_cli(capsys, "similar", str(model_dir), "17", "--k", "4", "--json")
     assert code == 0, err
@@ -204,10 +206,10 @@ def test_bad_input_fails_cleanly(capsys, log_file, model_dir, tmp_path):
         (["fit", str(tmp_path / "nope.csv"), *cols, "--out", str(out)], "does not exist"),
         (["fit", str(csv), *cols, "--out", str(tmp_path / "no" / "such" / "dir")], "does not exist"),
         (["evaluate", str(csv), *cols, "--time-col", "t_dat", "--window", "soon"], "duration"),
-        (["similar", str(model_dir), "999999"], "unknown item id 999999"),
+        (["similar", str(model_dir), "999999"], "unknown item id '999999'"),
         (["similar", str(model_dir), "abc"], "unknown item id 'abc'"),
         (["similar", str(tmp_path / "nomodel"), "1"], "does not exist"),
-        (["recommend", str(model_dir), "--items", "1", "424242"], "unknown item id 424242"),
+        (["recommend", str(model_dir), "--items", "1", "424242"], "unknown item id '424242'"),
         (
             ["recommend", str(model_dir), str(csv), "--out", str(tmp_path / "missing" / "r.parquet")],
             "does not exist",

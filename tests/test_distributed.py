@@ -96,7 +96,7 @@ def test_parquet_holds_every_user_once_with_original_ids(client, model, X, tmp_p
     assert sorted(p.name for p in out.iterdir()) == [MANIFEST] + [f"part-{i:05d}.parquet" for i in range(8)]
     assert manifest["complete"] and manifest["rows_written"] == X.shape[0] * K
     frame = read_output(out)
-    assert list(frame.columns) == ["user", "item", "rank", "score"]
+    assert list(frame.columns) == ["user", "item", "rank", "score", "source"]
     assert (frame.groupby("user").size() == K).all() and frame["user"].nunique() == X.shape[0]
     assert not frame.duplicated(["user", "rank"]).any()
     ids, scores = model.recommend(X, k=K)

@@ -62,7 +62,11 @@ def test_recommendations_are_the_best_unseen_items(small_X):
     ids, scores = model.recommend(small_X, k=10)
     assert ids.shape == scores.shape == (small_X.shape[0], 10)
     full = (small_X.toarray().astype(np.float64)) @ reference_B(small_X, 15)
-    for u in range(small_X.shape[0]):
+    empty = np.diff(small_X.indptr) == 0
+    assert empty.any()  # users with no items get the most popular ones
+    counts = np.asarray((small_X != 0).sum(axis=0)).ravel()
+    np.testing.assert_array_equal(scores[empty], np.tile(np.sort(counts)[::-1][:10], (empty.sum(), 1)))
+    for u in np.flatnonzero(~empty):
         seen = set(small_X[u].indices)
         assert not seen & set(ids[u].tolist())
         assert np.all(np.diff(scores[u]) <= 0)
@@ -211,10 +215,26 @@ def test_bad_dtype_and_backend_are_named(small_X):
         accel.EASE(backend="tpu").fit(small_X)
 
 
-def test_singular_system_says_increase_l2():
-    X = sp.csr_matrix(np.array([[1, 0], [1, 0]], dtype=np.float32))
-    with pytest.raises(np.linalg.LinAlgError, match="increase l2"):
-        accel.EASE(l2=0.0, backend="numpy").fit(X, show_progress=False)
+@pytest.mark.parametrize("l2", [0.0, 1e-30])
+def test_singular_system_says_use_a_larger_l2(l2):
+    X = sp.csr_matrix(np.array([[1, 1, 0], [0, 0, 1]], dtype=np.float32))  # items 0 and 1 always together
+    with pytest.raises(InputError, match=r"too small: .*singular.*use a larger l2"):
+        accel.EASE(l2=l2, backend="numpy").fit(X, show_progress=False)
+
+
+@pytest.mark.parametrize("fit", ["matrix", "gram"])
+def test_l2_so_large_that_b_underflows_is_refused(small_X, fit):
+    model = accel.EASE(l2=1e30, backend="numpy")
+    with pytest.raises(InputError, match=r"too large: every weight of B underflowed to 0 in float32"):
+        if fit == "matrix":
+            model.fit(small_X, show_progress=False)
+        else:
+            model.fit_gram(np.asarray((small_X.T @ small_X).toarray(), order="C"), show_progress=False)
+    assert not hasattr(model, "B_")
+    # float64 has the range to keep those weights, and a log with no co-occurring items legitimately has B = 0
+    assert accel.EASE(l2=1e30, backend="numpy", dtype="float64").fit(small_X, show_progress=False).B_.any()
+    diagonal = sp.identity(5, dtype=np.float32, format="csr")
+    assert not accel.EASE(l2=1e30, backend="numpy").fit(diagonal, show_progress=False).B_.any()
 
 
 def test_bad_queries_are_named(small_X):

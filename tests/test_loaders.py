@@ -67,7 +67,7 @@ def test_hm_layout(tmp_path):
         "0110065001,110065,OP T-shirt\n"
     )
     by_article = loaders.load_hm(tmp_path)
-    assert list(by_article.item_ids) == [108775015, 108775044, 110065001]
+    assert list(by_article.item_ids) == ["0108775015", "0108775044", "0110065001"]  # as in the files
     by_product = loaders.load_hm(tmp_path, item="prod_name", since="2020-01-01")
     assert list(by_product.item_ids) == ["Strap top"] and list(by_product.user_ids) == ["aaa", "bbb"]
     assert len(by_product) == 2  # aaa's two articles are one product

@@ -53,7 +53,7 @@ def log_file(
     time_col: str = "timestamp",
 ) -> Dataset:
     """Any CSV, TSV or Parquet interaction log with a time column."""
-    frame = read_table(path)
+    frame = read_table(path, id_cols=(user_col, item_col))
     return Dataset(Path(path).name, Interactions.from_frame(frame, user_col, item_col, time_col))
 
 

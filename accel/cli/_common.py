@@ -8,15 +8,17 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from accel.atomic import atomic_file
+from accel.data.ids import storable_ids
 from accel.data.interactions import Interactions, read_table
 from accel.data.loaders import read_movielens_ratings
 from accel.errors import InputError
 from accel.models.base import Recommender, load_model
 
+#: Ids as ``accel fit`` saves them with a model (see :func:`accel.data.ids.storable_ids`).
+id_array = storable_ids
 INPUT_FORMATS = ("auto", "csv", "tsv", "parquet", "movielens")
 OUTPUT_SUFFIXES = (".parquet", ".pq", ".csv")
 #: The first columns of every table ``accel recommend`` writes.
@@ -66,7 +68,7 @@ def read_interactions(
         frame = read_movielens_ratings(path)
         time_col = time_col or "timestamp"
     else:
-        frame = read_table(path, input_format)
+        frame = read_table(path, input_format, id_cols=(user_col, item_col))
     return Interactions.from_frame(frame, user_col=user_col, item_col=item_col, time_col=time_col)
 
 
@@ -134,12 +136,6 @@ def write_table(frame: pd.DataFrame, path: Path) -> None:
             frame.to_parquet(tmp, index=False)
         else:
             frame.to_csv(tmp, index=False)
-
-
-def id_array(ids: np.ndarray) -> np.ndarray:
-    """Ids in a form ``np.save`` keeps without pickling (object arrays become strings)."""
-    ids = np.asarray(ids)
-    return ids.astype(str) if ids.dtype == object else ids
 
 
 def load_saved_model(path: str | os.PathLike[str], backend: str | None = None) -> Recommender:

@@ -11,6 +11,7 @@ from accel.cli.fit import make_model
 from accel.data.splits import Split, chronological_splits, split_by_fraction
 from accel.errors import InputError
 from accel.metrics import METRICS, evaluate_split
+from accel.validation import check_k
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -57,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
     inter = apply_filters(
         read_interactions(args.input, args.user_col, args.item_col, args.time_col, args.input_format), args
     )
+    for k in args.k:
+        check_k(k, inter.n_items)
     if args.split == "chronological":
         if not inter.has_time:
             raise InputError("a chronological split needs --time-col (or use --split fraction)")

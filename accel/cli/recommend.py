@@ -6,7 +6,6 @@ import argparse
 import sys
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
 from accel.cli._common import (
@@ -20,11 +19,11 @@ from accel.cli._common import (
     saved_text,
     write_table,
 )
-from accel.data.interactions import Interactions, lookup_ids
+from accel.data.serving import history_matrix, items_row, recommendations_frame
 from accel.distributed.cli_options import add_dask_args, recommend_with_dask, wants_dask
 from accel.distributed.run_output import check_run_folder
 from accel.errors import InputError
-from accel.models.base import Recommender
+from accel.models.base import UNKNOWN_USERS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -33,15 +32,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="recommend top-k items with a saved model",
         description="Recommend the top --k items for every user in INPUT (their history: items they "
         "already have are never recommended; items the model does not know are ignored), or for one "
-        "new user who has the --items given. Writes columns user, item, rank, score with the original "
-        "ids to --out (.parquet or .csv, atomically), or prints them. Example: accel recommend model/ "
-        "log.parquet --k 12 --out recs.parquet",
+        "new user who has the --items given. Writes columns user, item, rank, score, source with the "
+        "original ids to --out (.parquet or .csv, atomically), or prints them; source is 'popular' for a "
+        "user with no items the model knows, who gets the training log's most popular items (see "
+        "--unknown-users). Example: accel recommend model/ log.parquet --k 12 --out recs.parquet",
     )
     parser.add_argument("model_dir", metavar="MODEL_DIR", help="folder written by `accel fit`")
     parser.add_argument("input", metavar="INPUT", nargs="?", help="interaction log of the users to serve")
     parser.add_argument("--items", nargs="+", metavar="ITEM_ID", help="instead of INPUT: one user's items")
     add_input_args(parser, defaults_from_model=True)
     parser.add_argument("--k", type=int, default=10, help="items per user (default 10)")
+    parser.add_argument(
+        "--unknown-users",
+        choices=UNKNOWN_USERS,
+        default="popular",
+        help="users with no items the model knows: give them the most popular items (default), "
+        "leave them out, or stop with an error",
+    )
     parser.add_argument("--out", metavar="FILE", help="output .parquet or .csv (default: print)")
     parser.add_argument("--backend", default=None, help="override the saved backend (auto, numpy, cupy)")
     add_quiet_arg(parser)
@@ -49,38 +56,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def history_matrix(model: Recommender, inter: Interactions) -> tuple[sp.csr_matrix, int]:
-    """Users × model-items history of ``inter``; also how many interactions had unknown items."""
-    known = pd.Index(model.extras_["item_ids"])
-    ids = inter.item_ids
-    if known.dtype.kind in "OU" and np.asarray(ids).dtype.kind not in "OU":
-        ids = np.asarray(ids).astype(str)
-    to_model = known.get_indexer(ids)
-    items = to_model[inter.frame["item"].to_numpy()]
-    ok = items >= 0
-    users = inter.frame["user"].to_numpy()[ok]
-    X = sp.csr_matrix(
-        (np.ones(int(ok.sum()), dtype=np.float32), (users, items[ok])), shape=(inter.n_users, model.n_items_)
-    )
-    X.sum_duplicates()
-    return X, int((~ok).sum())
-
-
-def recommendations_frame(
-    model: Recommender, X: sp.csr_matrix, user_ids: np.ndarray, k: int, show_progress: bool
-) -> pd.DataFrame:
-    """Long table of user, item, rank (1 = best), score in original ids; padding (-1) rows dropped."""
-    ids, scores = model.recommend(X, k=k, show_progress=show_progress)
-    keep = ids >= 0
-    item_ids = np.asarray(model.extras_["item_ids"])
-    return pd.DataFrame(
-        {
-            "user": np.repeat(np.asarray(user_ids), k)[keep.ravel()],
-            "item": item_ids[ids[keep]],
-            "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), len(ids))[keep.ravel()],
-            "score": scores[keep],
-        }
-    )
+def report_unknown_users(X: sp.csr_matrix, user_ids: np.ndarray, args: argparse.Namespace) -> None:
+    """Count on stderr the users with no items the model knows (or stop, with ``--unknown-users error``)."""
+    empty = np.flatnonzero(np.diff(X.indptr) == 0)
+    if empty.size == 0:
+        return
+    if args.unknown_users == "error":
+        raise InputError(
+            f"{empty.size:,} of {len(user_ids):,} users have no items the model knows (e.g. user "
+            f"{np.asarray(user_ids)[empty[0]]!r}): use --unknown-users popular or skip"
+        )
+    if not args.quiet:
+        what = "got the most popular items" if args.unknown_users == "popular" else "were left out"
+        print(
+            f"accel recommend: {empty.size:,} of {len(user_ids):,} users have no items the model knows "
+            f"and {what}",
+            file=sys.stderr,
+        )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -92,13 +84,9 @@ def run(args: argparse.Namespace) -> int:
     elif args.out:
         out = check_output_path(args.out, OUTPUT_SUFFIXES, is_recommendations_table)
     model = load_saved_model(args.model_dir, backend=args.backend)
+    item_ids = np.asarray(model.extras_["item_ids"])
     if args.items is not None:
-        items = lookup_ids(args.items, np.asarray(model.extras_["item_ids"]), "item")
-        X = sp.csr_matrix(
-            (np.ones(len(items), dtype=np.float32), (np.zeros(len(items), int), items)),
-            shape=(1, model.n_items_),
-        )
-        frame = recommendations_frame(model, X, np.array(["new"]), args.k, show_progress=False)
+        X, user_ids = items_row(item_ids, args.items), np.array(["new"])
     else:
         inter = read_interactions(
             args.input,
@@ -107,15 +95,21 @@ def run(args: argparse.Namespace) -> int:
             args.time_col,
             args.input_format or saved_text(model, "input_format") or "auto",
         )
-        X, unknown = history_matrix(model, inter)
+        X, user_ids, unknown = history_matrix(item_ids, inter)
+        report_unknown_users(X, user_ids, args)
         if unknown and not args.quiet:
             print(
                 f"accel recommend: ignored {unknown:,} interactions with items the model does not know",
                 file=sys.stderr,
             )
         if wants_dask(args):
-            return recommend_with_dask(args, model, X, inter.user_ids)
-        frame = recommendations_frame(model, X, inter.user_ids, args.k, show_progress=not args.quiet)
+            if args.unknown_users == "skip":  # the workers' default gives them the popular items
+                known = np.diff(X.indptr) > 0
+                X, user_ids = X[known], user_ids[known]
+            return recommend_with_dask(args, model, X, user_ids)
+    frame = recommendations_frame(
+        model, X, user_ids, item_ids, args.k, unknown_users=args.unknown_users, show_progress=not args.quiet
+    )
     if out is None:
         print(frame.to_csv(sep="\t", index=False), end="")
     else:

@@ -8,7 +8,7 @@ import json
 import numpy as np
 
 from accel.cli._common import load_saved_model
-from accel.data.interactions import lookup_ids
+from accel.data.serving import similar_frame
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -28,11 +28,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     model = load_saved_model(args.model_dir, backend=args.backend)
-    item_ids = np.asarray(model.extras_["item_ids"])
-    (index,) = lookup_ids(args.item, item_ids, "item")
-    ids, scores = model.similar_items(int(index), k=args.k)
+    frame = similar_frame(model, np.asarray(model.extras_["item_ids"]), args.item, k=args.k)
     rows = [
-        (rank, item_ids[i].item(), float(s)) for rank, (i, s) in enumerate(zip(ids, scores, strict=True), 1)
+        (int(r), i.item() if isinstance(i, np.generic) else i, float(s))
+        for r, i, s in frame.itertuples(False)
     ]
     if args.json:
         print(json.dumps([{"rank": r, "item": i, "score": s} for r, i, s in rows]))

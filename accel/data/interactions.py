@@ -5,38 +5,19 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from accel.data import serving
+from accel.data.ids import check_id_column, lookup_ids
 from accel.errors import InputError
 from accel.validation import binary_matrix
 
-
-def _coerce_ids(ids: Iterable[object] | object, known: np.ndarray) -> np.ndarray:
-    """``ids`` as an array comparable with ``known`` (e.g. ``"42"`` typed on a command line → 42)."""
-    array = np.atleast_1d(np.asarray(ids, dtype=object if isinstance(ids, str) else None))
-    if known.dtype.kind in "iu" and array.dtype.kind not in "iu":
-        converted = pd.to_numeric(pd.Series(array.ravel(), dtype=object), errors="coerce")
-        if converted.isna().any() or not (converted == converted.round()).all():
-            bad = array.ravel()[converted.isna().to_numpy() | (converted != converted.round()).to_numpy()][0]
-            return np.array([bad], dtype=object)
-        return converted.to_numpy(dtype=np.int64)
-    if known.dtype.kind in "OUS" and array.dtype.kind not in "OUS":
-        return array.astype(str).astype(object)
-    return array
-
-
-def lookup_ids(ids: object, known: np.ndarray, what: str) -> np.ndarray:
-    """Positions of ``ids`` in ``known``; :class:`InputError` naming the first unknown id."""
-    array = _coerce_ids(ids, known)
-    positions = pd.Index(known).get_indexer(array.ravel())
-    if (positions < 0).any():
-        unknown = array.ravel()[np.flatnonzero(positions < 0)[0]]
-        unknown = unknown.item() if isinstance(unknown, np.generic) else unknown
-        raise InputError(f"unknown {what} id {unknown!r}: not in the {len(known):,} {what}s of this log")
-    return positions.astype(np.int64)
+if TYPE_CHECKING:
+    from accel.models.base import Recommender
 
 
 def parse_times(values: pd.Series, column: str) -> pd.Series:
@@ -91,11 +72,8 @@ class Interactions:
             )
         if len(df) == 0:
             raise InputError("the interaction log is empty")
-        for col in (user_col, item_col):
-            if df[col].isna().any():
-                raise InputError(f"column {col!r} has {int(df[col].isna().sum()):,} missing ids")
-        users, user_ids = pd.factorize(df[user_col], sort=True)
-        items, item_ids = pd.factorize(df[item_col], sort=True)
+        users, user_ids = pd.factorize(check_id_column(df[user_col], user_col), sort=True)
+        items, item_ids = pd.factorize(check_id_column(df[item_col], item_col), sort=True)
         data = {"user": users.astype(np.int32), "item": items.astype(np.int32)}
         if time_col:
             data["time"] = parse_times(df[time_col], time_col).to_numpy()
@@ -114,9 +92,13 @@ class Interactions:
         time_col: str | None = None,
         **read_csv_kwargs: object,
     ) -> Interactions:
-        """Read the named columns of a CSV file (extra ``read_csv`` arguments pass through)."""
+        """Read the named columns of a CSV file (extra ``read_csv`` arguments pass through).
+
+        The id columns are read as text, so ``"042"`` and ``"42"`` stay two ids; pass
+        ``dtype={user_col: "int64"}`` (for example) to read them otherwise.
+        """
         return cls.from_frame(
-            read_table(path, "csv", **read_csv_kwargs),
+            read_table(path, "csv", id_cols=(user_col, item_col), **read_csv_kwargs),
             user_col=user_col,
             item_col=item_col,
             time_col=time_col,
@@ -164,6 +146,51 @@ class Interactions:
     def item_index(self, ids: object) -> np.ndarray:
         """Indices of original item ``ids``; raises :class:`InputError` naming an unknown id."""
         return lookup_ids(ids, self.item_ids, "item")
+
+    # ---- recommendations in this log's ids -------------------------------------------------
+    def recommend(
+        self,
+        model: Recommender,
+        users: object = None,
+        k: int = 10,
+        exclude_seen: bool = True,
+        unknown_users: str = "popular",
+        show_progress: bool = False,
+    ) -> pd.DataFrame:
+        """Top ``k`` for ``users`` (ids of this log; default all) from their history in this log.
+
+        Returns a DataFrame ``user, item, rank, score, source`` in the original ids.
+        The model's items are matched by id when it knows them (fitted on an
+        ``Interactions`` or by ``accel fit``), so the model may come from another
+        log; items it does not know are left out of the histories. A user left with
+        no known items gets the most popular items (``source == "popular"``) unless
+        ``unknown_users`` is ``"skip"`` (no rows) or ``"error"``.
+        """
+        item_ids = serving.model_item_ids(model, self.item_ids)
+        X, user_ids, _ = serving.history_matrix(item_ids, self, users)
+        return serving.recommendations_frame(
+            model, X, user_ids, item_ids, k, exclude_seen, unknown_users, show_progress
+        )
+
+    def recommend_from_items(
+        self,
+        model: Recommender,
+        items: object,
+        k: int = 10,
+        exclude_seen: bool = True,
+        unknown_users: str = "popular",
+    ) -> pd.DataFrame:
+        """Top ``k`` (``item, rank, score, source``) for a new user who has ``items`` (item ids)."""
+        item_ids = serving.model_item_ids(model, self.item_ids)
+        X = serving.items_row(item_ids, items)
+        frame = serving.recommendations_frame(
+            model, X, np.array([None]), item_ids, k, exclude_seen, unknown_users
+        )
+        return frame.drop(columns="user")
+
+    def similar_items(self, model: Recommender, item: object, k: int = 10) -> pd.DataFrame:
+        """The ``k`` items most similar to item id ``item`` as ``rank, item, score``."""
+        return serving.similar_frame(model, serving.model_item_ids(model, self.item_ids), item, k)
 
     # ---- matrices -------------------------------------------------------------------
     def matrix(self, rows: np.ndarray | None = None) -> sp.csr_matrix:
@@ -238,11 +265,27 @@ def to_timestamp(value: object, name: str) -> pd.Timestamp:
     return stamp
 
 
-def read_table(path: str | os.PathLike[str], fmt: str = "auto", **read_csv_kwargs: object) -> pd.DataFrame:
-    """A CSV, TSV or Parquet file as a DataFrame (``fmt="auto"`` goes by the suffix)."""
+def read_table(
+    path: str | os.PathLike[str],
+    fmt: str = "auto",
+    id_cols: Iterable[str] = (),
+    **read_csv_kwargs: object,
+) -> pd.DataFrame:
+    """A CSV, TSV or Parquet file as a DataFrame (``fmt="auto"`` goes by the suffix).
+
+    Text formats read ``id_cols`` as strings (ids like ``"0108775015"`` keep their
+    leading zeros) unless ``dtype`` says otherwise; Parquet keeps its stored types.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"input {path} is a folder, not a file")
     if not path.is_file():
         raise InputError(f"input file {path} does not exist")
+    dtype = read_csv_kwargs.pop("dtype", None)
+    if not isinstance(dtype, dict) and dtype is not None:
+        read_csv_kwargs["dtype"] = dtype
+    else:
+        read_csv_kwargs["dtype"] = {**dict.fromkeys(id_cols, str), **(dtype or {})}
     if fmt == "auto":
         suffix = path.suffix.lower()
         fmt = {".parquet": "parquet", ".pq": "parquet", ".tsv": "tsv"}.get(suffix, "csv")

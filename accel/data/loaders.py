@@ -132,7 +132,10 @@ def load_hm(path: str | os.PathLike[str], *, item: str = "article_id", since: ob
     if not transactions.is_file():
         raise InputError(f"{path} holds no transactions_train.csv (the H&M Kaggle layout)")
     frame = read_table(
-        transactions, "csv", usecols=["t_dat", "customer_id", "article_id"], dtype={"article_id": "int64"}
+        transactions,
+        "csv",
+        id_cols=("customer_id", "article_id"),
+        usecols=["t_dat", "customer_id", "article_id"],
     )
     frame["t_dat"] = pd.to_datetime(frame["t_dat"], errors="coerce")
     if frame["t_dat"].isna().any():
@@ -140,7 +143,7 @@ def load_hm(path: str | os.PathLike[str], *, item: str = "article_id", since: ob
     if since is not None:
         frame = frame[frame["t_dat"] >= pd.Timestamp(since)]
     if item != "article_id":
-        articles = read_table(path / "articles.csv", "csv", dtype={"article_id": "int64"})
+        articles = read_table(path / "articles.csv", "csv", id_cols=("article_id", item))
         if item not in articles.columns:
             raise InputError(f"articles.csv has no column {item!r}")
         frame = frame.merge(articles[["article_id", item]], on="article_id", how="left")

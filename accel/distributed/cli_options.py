@@ -29,6 +29,20 @@ def add_dask_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _with_cli_hint(function: Any) -> Any:
+    """``function`` with the Python advice in its errors (``overwrite=True``) given as the option."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except InputError as exc:
+            if "overwrite=True" not in str(exc):
+                raise
+            raise InputError(str(exc).replace("overwrite=True", "--overwrite")) from None
+
+    return call
+
+
 def wants_dask(args: argparse.Namespace) -> bool:
     """Whether the command line asked for Dask workers."""
     return args.scheduler is not None or args.workers is not None
@@ -45,7 +59,7 @@ def recommend_with_dask(args: argparse.Namespace, model: Any, X: sp.csr_matrix, 
     source = args.model_dir if args.backend is None else model
     client = connect(args.scheduler, args.workers, timeout=args.timeout)
     try:
-        manifest = recommend_to_parquet(
+        manifest = _with_cli_hint(recommend_to_parquet)(
             source,
             X,
             args.out,

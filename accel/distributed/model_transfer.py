@@ -69,7 +69,7 @@ class ModelPayload:
         model.dtype_ = check_dtype(model.dtype)
         model.backend_ = get_backend(model.backend)
         model.n_items_ = self.n_items
-        model._set_state(self.arrays)
+        model._restore_state(self.arrays)
         return model
 
 
@@ -139,7 +139,7 @@ def payload_of(model: Recommender) -> ModelPayload:
         cls_name=type(model).__name__,
         params=params,
         n_items=int(model.n_items_),
-        arrays={name: backend.to_host(a) for name, a in model._state().items()},
+        arrays={name: backend.to_host(a) for name, a in model._saved_state().items()},
     )
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from accel.atomic import atomic_file
+from accel.data.serving import row_sources
 from accel.distributed.client import using_client
 from accel.distributed.model_transfer import ShippedModel, is_saved_model, ship_model, worker_model
 from accel.distributed.run_output import (
@@ -138,7 +139,7 @@ def _write_chunk(
     item_ids: np.ndarray | None,
     path: str,
 ) -> int:
-    """Score one chunk and write its rows (user, item, rank, score) to ``path`` atomically."""
+    """Score one chunk and write its rows (user, item, rank, score, source) to ``path`` atomically."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -151,6 +152,7 @@ def _write_chunk(
             "item": pa.array(items if item_ids is None else item_ids[items]),
             "rank": pa.array(np.tile(np.arange(1, k + 1, dtype=np.int32), len(users))[keep]),
             "score": pa.array(scores.ravel()[keep]),
+            "source": pa.array(row_sources(X, k)[keep]),
         }
     )
     with atomic_file(path) as tmp:

@@ -22,8 +22,16 @@ from tqdm.auto import tqdm
 
 from accel.atomic import atomic_dir, check_folder_destination, current_version
 from accel.backends import Backend, get_backend
+from accel.data.ids import storable_ids
 from accel.errors import InputError, NotFittedError
-from accel.validation import as_interactions, binary_matrix, check_dtype, check_item_indices, check_k
+from accel.validation import (
+    as_interactions,
+    binary_matrix,
+    check_choice,
+    check_dtype,
+    check_item_indices,
+    check_k,
+)
 
 FORMAT = "accel-model"
 FORMAT_VERSION = 1
@@ -32,6 +40,8 @@ META_FILE = "model.json"
 _BATCH_MEMORY_SHARE = 0.25
 #: Dense n_items-wide arrays alive per scored row (scores, negated copy, top-k scratch).
 _ROW_COPIES = 3
+#: What ``recommend`` does for a row with no items the model knows (a cold-start user).
+UNKNOWN_USERS = ("popular", "skip", "error")
 
 M = TypeVar("M", bound="Recommender")
 
@@ -86,12 +96,22 @@ class Recommender(ABC):
 
     # ---- fitting ----------------------------------------------------------------
     def fit(self: M, X: object, show_progress: bool = True) -> M:
-        """Learn from interactions ``X`` (users × items; any non-zero counts as 1). Returns self."""
+        """Learn from interactions ``X`` (users × items; any non-zero counts as 1). Returns self.
+
+        ``X`` may be an :class:`accel.data.Interactions`: the model then keeps its
+        item ids (``extras_["item_ids"]``, saved with the model), so the log's
+        ``recommend`` / ``similar_items`` helpers can answer in those ids.
+        """
         self.dtype_ = check_dtype(self.dtype)
         self._check_params()
+        item_ids = getattr(X, "item_ids", None)
+        if item_ids is not None and callable(getattr(X, "matrix", None)):
+            X = X.matrix()
         X = as_interactions(X, dtype=self.dtype_, allow_empty_rows=False)
         self.backend_ = get_backend(self.backend)
         self.n_items_ = X.shape[1]
+        self.popularity_ = np.bincount(X.indices, minlength=self.n_items_).astype(np.int64)
+        self.extras_ = {} if item_ids is None else {"item_ids": storable_ids(item_ids)}
         self._fit(X, show_progress)
         return self
 
@@ -110,6 +130,7 @@ class Recommender(ABC):
         exclude_seen: bool = True,
         batch_size: int | None = None,
         show_progress: bool = False,
+        unknown_users: str = "popular",
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` items for each row of ``X_rows`` (users × items), best first.
 
@@ -117,11 +138,13 @@ class Recommender(ABC):
         an item a row has interacted with is never returned; a row with fewer than
         ``k`` unseen items is padded with id ``-1`` and score ``-inf``. Batches are
         sized from free memory unless ``batch_size`` is given; results do not
-        depend on the batch size.
+        depend on the batch size. A row with no interactions (a user the model
+        knows nothing about) is handled as :meth:`fill_rows_without_items` says.
         """
         self._check_fitted()
         X = as_interactions(X_rows, dtype=self.dtype_, n_items=self.n_items_, name="X_rows")
         k = check_k(k, self.n_items_)
+        unknown_users = check_choice("unknown_users", unknown_users, UNKNOWN_USERS)
         n_rows = X.shape[0]
         if batch_size is None:
             batch_size = self.default_batch_size()
@@ -129,13 +152,48 @@ class Recommender(ABC):
             raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
         ids = np.empty((n_rows, k), dtype=np.int64)
         scores = np.empty((n_rows, k), dtype=self.dtype_)
+        empty = np.diff(X.indptr) == 0
+        if unknown_users == "error":  # refuse before any scoring
+            self.fill_rows_without_items(empty, ids, scores, unknown_users)
         starts = range(0, n_rows, batch_size)
         for start in tqdm(starts, desc="recommend", unit="batch", disable=None if show_progress else True):
             stop = min(start + batch_size, n_rows)
             ids[start:stop], scores[start:stop] = self._recommend_batch(
                 X[start:stop], np.arange(start, stop), k, exclude_seen
             )
+        self.fill_rows_without_items(empty, ids, scores, unknown_users)
         return ids, scores
+
+    def fill_rows_without_items(
+        self, empty: np.ndarray, ids: np.ndarray, scores: np.ndarray, unknown_users: str = "popular"
+    ) -> None:
+        """Replace, in place, the results of the rows where ``empty`` is true (rows with no items).
+
+        A model scores such a row 0 everywhere, so its top k would be arbitrary.
+        ``"popular"`` gives it the training log's most interacted-with items, scored
+        by their number of interactions; ``"skip"`` pads it (id ``-1``, score ``-inf``);
+        ``"error"`` raises :class:`InputError`.
+        """
+        rows = np.flatnonzero(empty)
+        if rows.size == 0:
+            return
+        unknown_users = check_choice("unknown_users", unknown_users, UNKNOWN_USERS)
+        if unknown_users == "error":
+            raise InputError(
+                f"{rows.size:,} of {len(empty):,} rows (the first is row {rows[0]}) have no items the model "
+                "knows: pass unknown_users='popular' or 'skip'"
+            )
+        if unknown_users == "skip":
+            ids[rows], scores[rows] = -1, -np.inf
+            return
+        popularity = getattr(self, "popularity_", None)
+        if popularity is None:
+            raise InputError(
+                "this model was saved without item popularity, so rows with no known items cannot get "
+                "popular items: refit it, or pass unknown_users='skip'"
+            )
+        top = np.argsort(-np.asarray(popularity), kind="stable")[: ids.shape[1]]
+        ids[rows], scores[rows] = top, np.asarray(popularity)[top]
 
     def _recommend_batch(
         self, X_host: sp.csr_matrix, rows: np.ndarray, k: int, exclude_seen: bool
@@ -158,14 +216,23 @@ class Recommender(ABC):
         return int(max(1, budget // per_row))
 
     def recommend_from_items(
-        self, items: list[int] | np.ndarray, k: int = 10, exclude_seen: bool = True
+        self,
+        items: list[int] | np.ndarray,
+        k: int = 10,
+        exclude_seen: bool = True,
+        unknown_users: str = "popular",
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` for a new user who interacted with ``items`` (indices), without refitting."""
+        """Top-``k`` for a new user who interacted with ``items`` (indices), without refitting.
+
+        No items at all is handled as :meth:`fill_rows_without_items` says.
+        """
         self._check_fitted()
         items = check_item_indices(items, self.n_items_)
         k = check_k(k, self.n_items_)
+        unknown_users = check_choice("unknown_users", unknown_users, UNKNOWN_USERS)
         row = binary_matrix(np.zeros(items.size, dtype=np.int64), items, (1, self.n_items_), self.dtype_)
         ids, scores = self._recommend_batch(row, np.array([-1]), k, exclude_seen)
+        self.fill_rows_without_items(np.array([items.size == 0]), ids, scores, unknown_users)
         return ids[0], scores[0]
 
     def similar_items(self, item: int, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
@@ -193,7 +260,7 @@ class Recommender(ABC):
         """
         self._check_fitted()
         backend = self.backend_
-        arrays = {name: backend.to_host(a) for name, a in self._state().items()}
+        arrays = {name: backend.to_host(a) for name, a in self._saved_state().items()}
         extras = dict(extras or getattr(self, "extras_", {}) or {})
         files = {f"{name}.npy": a for name, a in arrays.items()}
         files.update({f"extra.{name}.npy": a for name, a in extras.items()})
@@ -272,7 +339,7 @@ class Recommender(ABC):
         model.backend_ = get_backend(model.backend)
         model.n_items_ = meta["n_items"]
         try:
-            model._set_state(arrays)
+            model._restore_state(arrays)
             model._check_loaded()
         except (KeyError, ValueError, TypeError, IndexError) as exc:
             raise InputError(
@@ -291,6 +358,17 @@ class Recommender(ABC):
             raise ValueError(
                 f"one user's scores have shape {tuple(scores.shape)}, expected (1, {self.n_items_})"
             )
+
+    def _saved_state(self) -> dict[str, Any]:
+        """The subclass's learned arrays plus the item popularity every model keeps."""
+        popularity = getattr(self, "popularity_", None)
+        return {**self._state(), **({} if popularity is None else {"popularity": popularity})}
+
+    def _restore_state(self, arrays: dict[str, np.ndarray]) -> None:
+        """Inverse of :meth:`_saved_state` (models saved before popularity was kept have none)."""
+        self._set_state(arrays)
+        if "popularity" in arrays:
+            self.popularity_ = np.asarray(arrays["popularity"])
 
 
 #: How often :meth:`Recommender.load` re-reads a folder that other processes keep replacing.

@@ -94,7 +94,7 @@ class EASE(Recommender):
             backend.gram(X_dev, out=G)
             del X_dev
             steps.done("gram")
-            self._weights_from_gram(G, steps)
+            self._weights_from_gram(G, steps, cooccurring=bool((np.diff(X.indptr) >= 2).any()))
 
     def fit_gram(self, G: Any, show_progress: bool = True) -> EASE:
         """Learn from a precomputed Gram matrix ``G = XᵀX`` (n_items × n_items), e.g. from
@@ -135,18 +135,39 @@ class EASE(Recommender):
                 backend.free_memory(),
                 backend.memory_kind(),
             )
+        # diag(XᵀX) is each item's number of users: the popularity kept for cold-start users.
+        self.popularity_ = np.rint(backend.diagonal(G_dev)).astype(np.int64)
+        cooccurring = float(G_dev.sum(dtype=np.float64)) > float(self.popularity_.sum())
         with _FitSteps(backend, 2, show_progress) as steps:
-            self._weights_from_gram(G_dev, steps)
+            self._weights_from_gram(G_dev, steps, cooccurring)
         return self
 
-    def _weights_from_gram(self, G: Any, steps: _FitSteps) -> None:
-        """``G + λI`` → its inverse → ``B``, all in ``G``'s buffer, which becomes ``B_``."""
+    def _weights_from_gram(self, G: Any, steps: _FitSteps, cooccurring: bool) -> None:
+        """``G + λI`` → its inverse → ``B``, all in ``G``'s buffer, which becomes ``B_``.
+
+        Raises :class:`InputError` when λ is too small for ``G + λI`` to be invertible,
+        or so large that every weight of ``B`` rounds to 0 (``cooccurring``: some user
+        has two or more items, so a usable ``B`` is not all zero).
+        """
         backend = self.backend_
         backend.add_to_diagonal(G, float(self.l2))
-        backend.spd_inverse_inplace(G)
+        try:
+            backend.spd_inverse_inplace(G)
+        except np.linalg.LinAlgError:
+            raise InputError(
+                f"l2={self.l2:g} is too small: XᵀX + l2·I is singular in {self.dtype_.name} (items that "
+                "always occur together, or more items than users, make XᵀX singular); use a larger l2, "
+                "e.g. 1 or more (Steck uses hundreds)"
+            ) from None
         steps.done("inverse")
         backend.ease_weights_inplace(G)
         steps.done("weights")
+        if cooccurring and not bool(G.any()):
+            raise InputError(
+                f"l2={self.l2:g} is too large: every weight of B underflowed to 0 in {self.dtype_.name}, "
+                "so the model would recommend arbitrary items; use a smaller l2 (Steck uses hundreds "
+                "to thousands)"
+            )
         self.B_ = G
         self.fit_timings_ = steps.timings
 

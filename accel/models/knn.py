@@ -212,7 +212,11 @@ class UserKNN(_KNN):
         self.n_users_ = X.shape[0]
 
     def _score_batch(self, X: Any, rows: np.ndarray) -> Any:
-        W = self._similarity(_host_csr(X), self.X_train_T_, show_progress=False)
+        host = _host_csr(X)
+        if host.nnz == 0:  # similaripy cannot take a batch of empty rows; they have no neighbours
+            W = sp.csr_matrix((host.shape[0], self.n_users_), dtype=self.dtype_)
+        else:
+            W = self._similarity(host, self.X_train_T_, show_progress=False)
         return (self.backend_.sparse_to_device(W, self.dtype_) @ self.X_dev_).toarray()
 
     def _item_scores(self, item: int) -> Any:

@@ -1,0 +1,116 @@
+"""Recommendations and similar items in the log's own ids, as DataFrames, from any fitted model."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from accel.data.ids import lookup_ids, match_ids
+from accel.errors import InputError
+from accel.validation import binary_matrix
+
+if TYPE_CHECKING:
+    from accel.data.interactions import Interactions
+    from accel.models.base import Recommender
+
+#: The ``source`` column: scored by the model, or the popularity fallback for a user with no known items.
+SOURCES = ("model", "popular")
+
+
+def model_item_ids(model: Recommender, fallback: np.ndarray | None = None) -> np.ndarray:
+    """The item ids of the model's columns: those it was fitted or saved with, else ``fallback``.
+
+    ``fallback`` (a log's ``item_ids``) is used only for a model fitted on a bare
+    matrix, which must then have been built with that log's mapping.
+    """
+    known = getattr(model, "extras_", {}).get("item_ids")
+    if known is not None:
+        return np.asarray(known)
+    if fallback is not None and len(fallback) == model.n_items_:
+        return np.asarray(fallback)
+    raise InputError(
+        f"the model does not know its item ids (it was fitted on a matrix of {model.n_items_:,} items): "
+        "fit it on an Interactions, or save it with extras={'item_ids': ...}"
+    )
+
+
+def history_matrix(
+    item_ids: np.ndarray, inter: Interactions, users: object = None
+) -> tuple[sp.csr_matrix, np.ndarray, int]:
+    """The histories of ``users`` (log ids; default all) over the model's ``item_ids``.
+
+    Returns the users × model-items matrix, the users' ids, and how many
+    interactions were with items the model does not know (they are left out).
+    """
+    frame = inter.frame
+    if users is None:
+        rows, user_ids = np.arange(inter.n_users), inter.user_ids
+    else:
+        rows = pd.unique(inter.user_index(users))  # a user asked for twice is answered once
+        user_ids = inter.user_ids[rows]
+        position = np.full(inter.n_users, -1, dtype=np.int64)
+        position[rows] = np.arange(len(rows))
+        frame = frame[position[frame["user"].to_numpy()] >= 0]
+        frame = frame.assign(user=position[frame["user"].to_numpy()])
+    to_model = match_ids(inter.item_ids, item_ids)
+    items = to_model[frame["item"].to_numpy()]
+    known = items >= 0
+    X = binary_matrix(frame["user"].to_numpy()[known], items[known], (len(rows), len(item_ids)))
+    return X, np.asarray(user_ids), int((~known).sum())
+
+
+def recommendations_frame(
+    model: Recommender,
+    X: sp.csr_matrix,
+    user_ids: np.ndarray,
+    item_ids: np.ndarray,
+    k: int = 10,
+    exclude_seen: bool = True,
+    unknown_users: str = "popular",
+    show_progress: bool = False,
+) -> pd.DataFrame:
+    """Long table ``user, item, rank, score, source`` of the top ``k`` for each row of ``X``.
+
+    ``source`` is ``"model"``, or ``"popular"`` for a row with no items the model
+    knows (see ``unknown_users`` of ``Recommender.recommend``); padding is dropped.
+    """
+    ids, scores = model.recommend(
+        X, k=k, exclude_seen=exclude_seen, show_progress=show_progress, unknown_users=unknown_users
+    )
+    width = ids.shape[1]
+    keep = (ids >= 0).ravel()
+    return pd.DataFrame(
+        {
+            "user": np.repeat(np.asarray(user_ids), width)[keep],
+            "item": np.asarray(item_ids)[ids.ravel()[keep]],
+            "rank": np.tile(np.arange(1, width + 1, dtype=np.int32), len(ids))[keep],
+            "score": scores.ravel()[keep],
+            "source": row_sources(X, width)[keep],
+        }
+    )
+
+
+def row_sources(X: sp.csr_matrix, k: int) -> np.ndarray:
+    """The ``source`` of each of the ``k`` results of every row of ``X``, flattened row by row."""
+    return np.repeat(np.where(np.diff(X.indptr) == 0, SOURCES[1], SOURCES[0]).astype(object), k)
+
+
+def items_row(item_ids: np.ndarray, items: object) -> sp.csr_matrix:
+    """One user's row over the model's items from their item ids (an unknown id is an error)."""
+    given = [] if items is None else items
+    positions = lookup_ids(given, item_ids, "item") if np.size(given) else np.empty(0, np.int64)
+    return binary_matrix(np.zeros(len(positions), dtype=np.int64), positions, (1, len(item_ids)))
+
+
+def similar_frame(model: Recommender, item_ids: np.ndarray, item: object, k: int = 10) -> pd.DataFrame:
+    """``rank, item, score`` of the ``k`` items most similar to the item with id ``item``."""
+    if np.ndim(item) != 0:
+        raise InputError(f"similar_items takes one item id, got {item!r}")
+    (index,) = lookup_ids(item, item_ids, "item")
+    ids, scores = model.similar_items(int(index), k=k)
+    return pd.DataFrame(
+        {"rank": np.arange(1, len(ids) + 1, dtype=np.int32), "item": item_ids[ids], "score": scores}
+    )

@@ -215,6 +215,9 @@ class NumpyBackend(Backend):
         self._run_parallel(part, _row_chunks(scores.shape[0], self.n_threads))
         return ids, values
 
+    def _sparse_threads(self) -> int:
+        return self.n_threads
+
     # ---- helpers -------------------------------------------------------------
     def _run_parallel(self, fn, items) -> None:
         items = list(items)

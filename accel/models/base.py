@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from accel.atomic import atomic_dir
 from accel.backends import Backend, get_backend
 from accel.errors import InputError, NotFittedError
+from accel.models.filters import CandidateFilters
 from accel.validation import as_interactions, binary_matrix, check_dtype, check_item_indices, check_k
 
 FORMAT = "accel-model"
@@ -31,6 +32,8 @@ META_FILE = "model.json"
 _BATCH_MEMORY_SHARE = 0.25
 #: Dense n_items-wide arrays alive per scored row (scores, negated copy, top-k scratch).
 _ROW_COPIES = 3
+#: Rows per batch of models scored by a sparse product (no dense row, so batches can be large).
+_SPARSE_BATCH_ROWS = 16_384
 
 M = TypeVar("M", bound="Recommender")
 
@@ -71,6 +74,19 @@ class Recommender(ABC):
         ``rows`` are the positions of these rows in the matrix given to ``recommend``.
         """
 
+    def _sparse_factors(
+        self, X: sp.csr_matrix, rows: np.ndarray, columns: np.ndarray | None, candidates: int | None
+    ) -> tuple[sp.csr_matrix, sp.csr_matrix] | None:
+        """Host CSR ``(A, W)`` whose product ``A · W`` scores the rows ``X``, or ``None`` to score densely.
+
+        Sparse models return their factors so that serving never forms a dense
+        row per user (see :meth:`accel.backends.Backend.sparse_topk`). ``columns``
+        is the global mask of allowed items (apply it with :func:`restrict_columns`);
+        ``candidates``, when given, is a number of best columns per row that is
+        enough to fill every row's top-k.
+        """
+        return None
+
     @abstractmethod
     def _item_scores(self, item: int) -> Any:
         """Backend vector of how similar every item is to ``item``."""
@@ -109,6 +125,9 @@ class Recommender(ABC):
         exclude_seen: bool = True,
         batch_size: int | None = None,
         show_progress: bool = False,
+        *,
+        allowed_items: object = None,
+        forbidden_items: object = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` items for each row of ``X_rows`` (users × items), best first.
 
@@ -117,11 +136,17 @@ class Recommender(ABC):
         ``k`` unseen items is padded with id ``-1`` and score ``-inf``. Batches are
         sized from free memory unless ``batch_size`` is given; results do not
         depend on the batch size.
+
+        ``allowed_items`` / ``forbidden_items`` restrict the candidates: item
+        indices for every row, or a sparse rows × items matrix of each row's own
+        items (see :mod:`accel.models.filters`). Sparse models (KNN, TopPopular,
+        pruned EASE) return only positive scores and pad the rest of a row.
         """
         self._check_fitted()
         X = as_interactions(X_rows, dtype=self.dtype_, n_items=self.n_items_, name="X_rows")
         k = check_k(k, self.n_items_)
         n_rows = X.shape[0]
+        filters = CandidateFilters.resolve(allowed_items, forbidden_items, n_rows, self.n_items_)
         if batch_size is None:
             batch_size = self.default_batch_size()
         elif isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
@@ -132,39 +157,70 @@ class Recommender(ABC):
         for start in tqdm(starts, desc="recommend", unit="batch", disable=None if show_progress else True):
             stop = min(start + batch_size, n_rows)
             ids[start:stop], scores[start:stop] = self._recommend_batch(
-                X[start:stop], np.arange(start, stop), k, exclude_seen
+                X[start:stop], np.arange(start, stop), k, exclude_seen, filters.rows(start, stop)
             )
         return ids, scores
 
     def _recommend_batch(
-        self, X_host: sp.csr_matrix, rows: np.ndarray, k: int, exclude_seen: bool
+        self,
+        X_host: sp.csr_matrix,
+        rows: np.ndarray,
+        k: int,
+        exclude_seen: bool,
+        filters: CandidateFilters = CandidateFilters(),  # noqa: B008 - immutable
     ) -> tuple[np.ndarray, np.ndarray]:
         backend = self.backend_
+        exclude = filters.exclusions(X_host if exclude_seen else None)
+        candidates = None
+        if filters.allowed is None:
+            most_excluded = 0 if exclude is None else int(np.diff(exclude.indptr).max(initial=0))
+            candidates = k + 1 + most_excluded
+        factors = self._sparse_factors(X_host, rows, filters.columns, candidates)
+        if factors is not None:
+            ids, scores = backend.sparse_topk(*factors, k, exclude=exclude, include=filters.allowed)
+            return ids, scores.astype(self.dtype_, copy=False)
         X_dev = backend.sparse_to_device(X_host, self.dtype_)
         batch_scores = self._score_batch(X_dev, rows)
-        if exclude_seen:
-            backend.mask_seen(batch_scores, X_dev)
+        if exclude is not None:
+            seen = X_dev if exclude is X_host else backend.sparse_to_device(exclude, self.dtype_)
+            backend.mask_seen(batch_scores, seen)
+        if filters.columns is not None:
+            backend.mask_columns(batch_scores, np.flatnonzero(~filters.columns))
+        if filters.allowed is not None:
+            backend.keep_only(batch_scores, backend.sparse_to_device(filters.allowed, self.dtype_))
         ids, scores = backend.topk(batch_scores, k)
-        if exclude_seen:
+        if exclude_seen or filters.active:
             ids[np.isneginf(scores)] = -1
         return ids, scores
 
     def default_batch_size(self) -> int:
         """Rows per scoring batch that fit comfortably in the backend's free memory."""
         self._check_fitted()
+        if type(self)._sparse_factors is not Recommender._sparse_factors:
+            return _SPARSE_BATCH_ROWS
         budget = min(self.backend_.free_memory() * _BATCH_MEMORY_SHARE, self.backend_.batch_bytes)
         per_row = _ROW_COPIES * self.n_items_ * self.dtype_.itemsize
         return int(max(1, budget // per_row))
 
     def recommend_from_items(
-        self, items: list[int] | np.ndarray, k: int = 10, exclude_seen: bool = True
+        self,
+        items: list[int] | np.ndarray,
+        k: int = 10,
+        exclude_seen: bool = True,
+        *,
+        allowed_items: object = None,
+        forbidden_items: object = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` for a new user who interacted with ``items`` (indices), without refitting."""
+        """Top-``k`` for a new user who interacted with ``items`` (indices), without refitting.
+
+        ``allowed_items`` / ``forbidden_items`` are item indices, as in :meth:`recommend`.
+        """
         self._check_fitted()
         items = check_item_indices(items, self.n_items_)
         k = check_k(k, self.n_items_)
+        filters = CandidateFilters.resolve(allowed_items, forbidden_items, 1, self.n_items_)
         row = binary_matrix(np.zeros(items.size, dtype=np.int64), items, (1, self.n_items_), self.dtype_)
-        ids, scores = self._recommend_batch(row, np.array([-1]), k, exclude_seen)
+        ids, scores = self._recommend_batch(row, np.array([-1]), k, exclude_seen, filters)
         return ids[0], scores[0]
 
     def similar_items(self, item: int, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
@@ -243,6 +299,18 @@ class Recommender(ABC):
         model.n_items_ = int(meta["n_items"])
         model._set_state(arrays)
         return model
+
+
+def restrict_columns(W: sp.csr_matrix, columns: np.ndarray | None) -> sp.csr_matrix:
+    """``W`` without the entries of columns that ``columns`` (a boolean mask) does not allow."""
+    if columns is None:
+        return W
+    W = sp.csr_matrix(W)
+    keep = columns[W.indices]
+    if keep.all():
+        return W
+    indptr = np.concatenate(([0], np.cumsum(keep)))[W.indptr]
+    return sp.csr_matrix((W.data[keep], W.indices[keep], indptr), shape=W.shape)
 
 
 def load_model(

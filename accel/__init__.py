@@ -8,7 +8,7 @@ from accel.errors import (
     InsufficientMemoryError,
     NotFittedError,
 )
-from accel.models import EASE, Recommender, load_model
+from accel.models import EASE, PrunedEASE, Recommender, load_model
 from accel.models.knn import ItemKNN, UserKNN
 from accel.models.popular import TopPopular
 
@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "EASE",
+    "PrunedEASE",
     "AccelError",
     "BackendUnavailableError",
     "InputError",

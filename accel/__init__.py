@@ -16,13 +16,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     "EASE",
-    "PrunedEASE",
     "AccelError",
     "BackendUnavailableError",
     "InputError",
     "InsufficientMemoryError",
     "ItemKNN",
     "NotFittedError",
+    "PrunedEASE",
     "Recommender",
     "TopPopular",
     "UserKNN",

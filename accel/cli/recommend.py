@@ -19,10 +19,11 @@ from accel.cli._common import (
     saved_text,
     write_table,
 )
-from accel.data.interactions import Interactions, lookup_ids
+from accel.data.interactions import Interactions, lookup_ids, read_table
 from accel.distributed.cli_options import add_dask_args, recommend_with_dask, wants_dask
 from accel.errors import InputError
 from accel.models.base import Recommender
+from accel.validation import binary_matrix
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -40,6 +41,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--items", nargs="+", metavar="ITEM_ID", help="instead of INPUT: one user's items")
     add_input_args(parser, defaults_from_model=True)
     parser.add_argument("--k", type=int, default=10, help="items per user (default 10)")
+    for kind, words in (("allowed", "only these items are recommended"), ("forbidden", "never these items")):
+        parser.add_argument(
+            f"--{kind}-items",
+            metavar="FILE",
+            help=f"{words}: a .csv/.tsv/.parquet with the item column (as in the log); with a user "
+            "column too, each user's own list (items and users the model or log lacks are ignored)",
+        )
     parser.add_argument("--out", metavar="FILE", help="output .parquet or .csv (default: print)")
     parser.add_argument("--backend", default=None, help="override the saved backend (auto, numpy, cupy)")
     add_quiet_arg(parser)
@@ -47,13 +55,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def model_item_positions(model: Recommender, ids: object) -> np.ndarray:
+    """Model item index of each id (``-1`` for ids the model does not know)."""
+    known = pd.Index(model.extras_["item_ids"])
+    ids = np.asarray(ids)
+    if known.dtype.kind in "OU" and ids.dtype.kind not in "OU":
+        ids = ids.astype(str)
+    return known.get_indexer(ids)
+
+
 def history_matrix(model: Recommender, inter: Interactions) -> tuple[sp.csr_matrix, int]:
     """Users × model-items history of ``inter``; also how many interactions had unknown items."""
-    known = pd.Index(model.extras_["item_ids"])
-    ids = inter.item_ids
-    if known.dtype.kind in "OU" and np.asarray(ids).dtype.kind not in "OU":
-        ids = np.asarray(ids).astype(str)
-    to_model = known.get_indexer(ids)
+    to_model = model_item_positions(model, inter.item_ids)
     items = to_model[inter.frame["item"].to_numpy()]
     ok = items >= 0
     users = inter.frame["user"].to_numpy()[ok]
@@ -64,11 +77,39 @@ def history_matrix(model: Recommender, inter: Interactions) -> tuple[sp.csr_matr
     return X, int((~ok).sum())
 
 
+def item_filter(
+    path: str, model: Recommender, item_col: str, user_col: str, user_ids: np.ndarray | None
+) -> np.ndarray | sp.csr_matrix:
+    """An ``allowed_items`` / ``forbidden_items`` value from a file of item ids (and maybe users).
+
+    Without a ``user_col`` column: model item indices for every user. With one:
+    a users × items matrix over ``user_ids`` (the served users, in order).
+    """
+    frame = read_table(path)
+    if item_col not in frame.columns:
+        raise InputError(
+            f"{path} has no item column {item_col!r} (columns: {', '.join(map(str, frame.columns))})"
+        )
+    items = model_item_positions(model, frame[item_col].to_numpy())
+    if user_col not in frame.columns:
+        return np.unique(items[items >= 0])
+    if user_ids is None:
+        raise InputError(f"{path} has per-user lists (a {user_col!r} column): give INPUT, not --items")
+    users = pd.Index(user_ids).get_indexer(frame[user_col].to_numpy().astype(np.asarray(user_ids).dtype))
+    ok = (items >= 0) & (users >= 0)
+    return binary_matrix(users[ok], items[ok], (len(user_ids), model.n_items_), np.dtype(np.float32))
+
+
 def recommendations_frame(
-    model: Recommender, X: sp.csr_matrix, user_ids: np.ndarray, k: int, show_progress: bool
+    model: Recommender,
+    X: sp.csr_matrix,
+    user_ids: np.ndarray,
+    k: int,
+    show_progress: bool,
+    filters: dict[str, object] | None = None,
 ) -> pd.DataFrame:
     """Long table of user, item, rank (1 = best), score in original ids; padding (-1) rows dropped."""
-    ids, scores = model.recommend(X, k=k, show_progress=show_progress)
+    ids, scores = model.recommend(X, k=k, show_progress=show_progress, **(filters or {}))
     keep = ids >= 0
     item_ids = np.asarray(model.extras_["item_ids"])
     return pd.DataFrame(
@@ -79,6 +120,19 @@ def recommendations_frame(
             "score": scores[keep],
         }
     )
+
+
+def filters_from_args(
+    args: argparse.Namespace, model: Recommender, user_ids: np.ndarray | None
+) -> dict[str, object]:
+    """``allowed_items`` / ``forbidden_items`` keywords from ``--allowed-items`` / ``--forbidden-items``."""
+    item_col = args.item_col or saved_text(model, "item_col") or "item_id"
+    user_col = args.user_col or saved_text(model, "user_col") or "user_id"
+    return {
+        f"{kind}_items": item_filter(path, model, item_col, user_col, user_ids)
+        for kind, path in (("allowed", args.allowed_items), ("forbidden", args.forbidden_items))
+        if path is not None
+    }
 
 
 def run(args: argparse.Namespace) -> int:
@@ -92,7 +146,8 @@ def run(args: argparse.Namespace) -> int:
             (np.ones(len(items), dtype=np.float32), (np.zeros(len(items), int), items)),
             shape=(1, model.n_items_),
         )
-        frame = recommendations_frame(model, X, np.array(["new"]), args.k, show_progress=False)
+        filters = filters_from_args(args, model, None)
+        frame = recommendations_frame(model, X, np.array(["new"]), args.k, False, filters)
     else:
         inter = read_interactions(
             args.input,
@@ -107,9 +162,10 @@ def run(args: argparse.Namespace) -> int:
                 f"accel recommend: ignored {unknown:,} interactions with items the model does not know",
                 file=sys.stderr,
             )
+        filters = filters_from_args(args, model, inter.user_ids)
         if wants_dask(args):
-            return recommend_with_dask(args, model, X, inter.user_ids)
-        frame = recommendations_frame(model, X, inter.user_ids, args.k, show_progress=not args.quiet)
+            return recommend_with_dask(args, model, X, inter.user_ids, filters)
+        frame = recommendations_frame(model, X, inter.user_ids, args.k, not args.quiet, filters)
     if out is None:
         print(frame.to_csv(sep="\t", index=False), end="")
     else:

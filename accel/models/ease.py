@@ -231,7 +231,11 @@ class PrunedEASE(SparseItemItem):
     """
 
     def __init__(
-        self, l2: float = 500.0, density: float = 0.05, backend: str | Backend = "auto", dtype: str = "float32"
+        self,
+        l2: float = 500.0,
+        density: float = 0.05,
+        backend: str | Backend = "auto",
+        dtype: str = "float32",
     ) -> None:
         super().__init__(backend=backend, dtype=dtype)
         self.l2 = l2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 from conftest import random_interactions
@@ -192,3 +193,58 @@ def test_pruned_ease_keeps_precision_on_ml100k(ml100k_X):
 
     dense, pruned = precision(ease), precision(ease.prune(0.05))
     assert pruned > 0.9 * dense
+
+
+def test_cli_prune_and_item_filters(tmp_path, capsys):
+    from accel.cli import main
+    from accel.data import synthetic_interactions
+
+    log = synthetic_interactions(400, 120, mean_per_user=15, seed=4)
+    log["item_id"] = "i" + log["item_id"].astype(str)
+    log.to_csv(tmp_path / "log.csv", index=False)
+    model = tmp_path / "model"
+    assert (
+        main(
+            [
+                "fit",
+                str(tmp_path / "log.csv"),
+                "--prune",
+                "0.1",
+                "--backend",
+                "numpy",
+                "--out",
+                str(model),
+                "-q",
+            ]
+        )
+        == 0
+    )
+    assert isinstance(load_model(model), PrunedEASE)
+    popular = log["item_id"].value_counts().index[:5].tolist()
+    pd.DataFrame({"item_id": popular}).to_csv(tmp_path / "out_of_stock.csv", index=False)
+    per_user = pd.DataFrame({"user_id": [0, 0, 1], "item_id": [popular[5 - 1], "i7", "i9"]})
+    per_user.to_csv(tmp_path / "allowed.csv", index=False)
+    out = tmp_path / "recs.csv"
+    args = ["recommend", str(model), str(tmp_path / "log.csv"), "--k", "5", "--out", str(out), "-q"]
+    assert main([*args, "--forbidden-items", str(tmp_path / "out_of_stock.csv")]) == 0
+    recs = pd.read_csv(out)
+    assert len(recs) > 0 and not recs["item"].isin(popular).any()
+    assert main([*args, "--allowed-items", str(tmp_path / "allowed.csv")]) == 0
+    recs = pd.read_csv(out)
+    seen = set(log.loc[log["user_id"] == 0, "item_id"])
+    assert set(recs.loc[recs["user"] == 0, "item"]) <= {popular[4], "i7"} - seen
+    assert set(recs["user"]) <= {0, 1}
+    capsys.readouterr()
+    code = main(
+        [
+            "fit",
+            str(tmp_path / "log.csv"),
+            "--model",
+            "toppop",
+            "--prune",
+            "0.1",
+            "--out",
+            str(tmp_path / "x"),
+        ]
+    )
+    assert code == 2 and "--prune applies to EASE only" in capsys.readouterr().err

@@ -36,6 +36,35 @@ def padded_topk(
     return ids, scores
 
 
+_NO_ENTRY = np.iinfo(np.int64).max
+
+
+def rows_topk(product: sp.csr_array, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`padded_topk` of a CSR with few float32 entries per row, by one int64 sort per row.
+
+    A positive float32's bits order like its value, so ``(~bits << 32) | column``
+    sorts by descending score, then ascending column.
+    """
+    n_rows = product.shape[0]
+    indptr = np.asarray(product.indptr, dtype=np.int64)
+    vals = np.asarray(product.data, dtype=np.float32)
+    counts = np.diff(indptr)
+    rows = np.repeat(np.arange(n_rows), counts)
+    rank = np.arange(vals.size) - indptr[rows]
+    positive = vals > 0
+    rows, rank, vals = rows[positive], rank[positive], vals[positive]
+    bits = vals.view(np.uint32).astype(np.int64)
+    keys = np.full((n_rows, max(k, int(counts.max(initial=0)))), _NO_ENTRY, dtype=np.int64)
+    keys[rows, rank] = ((0xFFFFFFFF - bits) << 32) | np.asarray(product.indices, dtype=np.int64)[positive]
+    keys.sort(axis=1)
+    keys = keys[:, :k]
+    found = keys != _NO_ENTRY
+    ids = np.where(found, keys & 0xFFFFFFFF, -1)
+    scores = np.full(keys.shape, -np.inf, dtype=np.float32)
+    scores[found] = (0xFFFFFFFF - (keys[found] >> 32)).astype(np.uint32).view(np.float32)
+    return ids, scores
+
+
 def _stored(M: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """Whether each (row, col) pair is a stored entry of ``M``."""
     coo = M.tocoo()
@@ -90,16 +119,10 @@ def sparse_topk(
         filter_cols=None if exclude is None or exclude.nnz == 0 else _sorted_csr(exclude),
         target_cols=include if include is None or isinstance(include, np.ndarray) else _sorted_csr(include),
         verbose=False,
-        format_output="coo",
+        format_output="csr",
         num_threads=num_threads,
     )
-    ids, scores = padded_topk(
-        np.asarray(product.row, dtype=np.int64),
-        np.asarray(product.col, dtype=np.int64),
-        np.asarray(product.data),
-        n_rows,
-        fetch,
-    )
+    ids, scores = rows_topk(product, fetch)
     if fetch > k:
         tied = np.nonzero(np.isfinite(scores[:, k]) & (scores[:, k] == scores[:, k - 1]))[0]
         if tied.size:

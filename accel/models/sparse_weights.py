@@ -15,7 +15,8 @@ class SparseItemItem(Recommender):
 
     ``S_`` stays on the host for the sparse top-k (similaripy's threads) and is
     copied to the backend only for the dense ``similar_items`` path; it is saved
-    as its three CSR arrays (a memory-mapped one is read into memory on load).
+    as its three CSR arrays (column indices as 2-byte integers up to 65,536 items;
+    a memory-mapped ``S`` is read into memory on load).
     """
 
     def _set_weights(self, S: sp.csr_matrix) -> None:
@@ -38,7 +39,13 @@ class SparseItemItem(Recommender):
         return self.backend_.to_device(self.S_[item].toarray().ravel())
 
     def _state(self) -> dict[str, Any]:
-        return {"S_data": self.S_.data, "S_indices": self.S_.indices, "S_indptr": self.S_.indptr}
+        # Column indices in the narrowest integer type that holds them: 2 bytes up to 65,536 items.
+        index_type = np.uint16 if self.n_items_ <= np.iinfo(np.uint16).max + 1 else self.S_.indices.dtype
+        return {
+            "S_data": self.S_.data,
+            "S_indices": self.S_.indices.astype(index_type, copy=False),
+            "S_indptr": self.S_.indptr,
+        }
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
         shape = (self.n_items_, self.n_items_)

@@ -65,13 +65,6 @@ def rows_topk(product: sp.csr_array, k: int) -> tuple[np.ndarray, np.ndarray]:
     return ids, scores
 
 
-def _stored(M: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Whether each (row, col) pair is a stored entry of ``M``."""
-    coo = M.tocoo()
-    n = M.shape[1]
-    return np.isin(rows.astype(np.int64) * n + cols, coo.row.astype(np.int64) * n + coo.col)
-
-
 def exact_topk(
     A: sp.csr_matrix,
     W: sp.csr_matrix,
@@ -79,17 +72,21 @@ def exact_topk(
     exclude: sp.csr_matrix | None = None,
     include: sp.csr_matrix | np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The reference: SciPy's sparse product, filtered, then :func:`padded_topk`."""
-    P = (sp.csr_matrix(A) @ sp.csr_matrix(W)).tocoo()
-    rows, cols, vals = P.row, P.col, P.data
-    keep = np.ones(rows.size, dtype=bool)
+    """The reference: SciPy's sparse product, filtered, then :func:`padded_topk`.
+
+    Filtered entries become zeros (only positive scores are ever returned).
+    """
+    P = sp.csr_matrix(A) @ sp.csr_matrix(W)
     if exclude is not None:
-        keep &= ~_stored(sp.csr_matrix(exclude), rows, cols)
+        P = P - P.multiply(sp.csr_matrix(exclude).astype(bool))
     if isinstance(include, np.ndarray):
-        keep &= np.isin(cols, include)
+        mask = np.zeros(P.shape[1], dtype=P.dtype)
+        mask[include] = 1
+        P = P.multiply(mask[None, :])
     elif include is not None:
-        keep &= _stored(sp.csr_matrix(include), rows, cols)
-    return padded_topk(rows[keep], cols[keep], vals[keep], A.shape[0], k)
+        P = P.multiply(sp.csr_matrix(include).astype(bool))
+    P = sp.coo_matrix(P)
+    return padded_topk(P.row, P.col, P.data, A.shape[0], k)
 
 
 def sparse_topk(

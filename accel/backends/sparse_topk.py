@@ -49,19 +49,22 @@ def rows_topk(product: sp.csr_array, k: int) -> tuple[np.ndarray, np.ndarray]:
     indptr = np.asarray(product.indptr, dtype=np.int64)
     vals = np.asarray(product.data, dtype=np.float32)
     counts = np.diff(indptr)
-    rows = np.repeat(np.arange(n_rows), counts)
-    rank = np.arange(vals.size) - indptr[rows]
+    width = max(k, int(counts.max(initial=0)))
+    rows = np.repeat(np.arange(n_rows, dtype=np.int64), counts)
+    slots = rows * width + (np.arange(vals.size) - indptr[rows])
     positive = vals > 0
-    rows, rank, vals = rows[positive], rank[positive], vals[positive]
-    bits = vals.view(np.uint32).astype(np.int64)
-    keys = np.full((n_rows, max(k, int(counts.max(initial=0)))), _NO_ENTRY, dtype=np.int64)
-    keys[rows, rank] = ((0xFFFFFFFF - bits) << 32) | np.asarray(product.indices, dtype=np.int64)[positive]
+    keys = np.full(n_rows * width, _NO_ENTRY, dtype=np.int64)
+    bits = vals[positive].view(np.uint32).astype(np.int64)
+    keys[slots[positive]] = ((0xFFFFFFFF - bits) << 32) | np.asarray(product.indices, dtype=np.int64)[
+        positive
+    ]
+    keys = keys.reshape(n_rows, width)
     keys.sort(axis=1)
     keys = keys[:, :k]
-    found = keys != _NO_ENTRY
-    ids = np.where(found, keys & 0xFFFFFFFF, -1)
-    scores = np.full(keys.shape, -np.inf, dtype=np.float32)
-    scores[found] = (0xFFFFFFFF - (keys[found] >> 32)).astype(np.uint32).view(np.float32)
+    missing = keys == _NO_ENTRY
+    ids = np.where(missing, -1, keys & 0xFFFFFFFF)
+    scores = (0xFFFFFFFF - (keys >> 32)).astype(np.uint32).view(np.float32)
+    scores[missing] = -np.inf
     return ids, scores
 
 

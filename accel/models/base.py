@@ -33,7 +33,7 @@ _BATCH_MEMORY_SHARE = 0.25
 #: Dense n_items-wide arrays alive per scored row (scores, negated copy, top-k scratch).
 _ROW_COPIES = 3
 #: Rows per batch of models scored by a sparse product (no dense row, so batches can be large).
-_SPARSE_BATCH_ROWS = 16_384
+_SPARSE_BATCH_ROWS = 65_536
 
 M = TypeVar("M", bound="Recommender")
 

@@ -175,6 +175,8 @@ def plot(rows: list[dict[str, Any]], dense: dict[str, Any], path: Path) -> None:
     left.plot(density, [r["p_at_10"] for r in pruned], "o-", color="C0", label="pruned EASE P@10")
     left.axhline(dense["p_at_10"], color="C0", ls="--", label="dense EASE P@10")
     left.set_xscale("log")
+    left.set_xticks(density, [f"{d:g}" for d in density])
+    left.minorticks_off()
     left.set_xlabel("share of each column of B kept (%)")
     left.set_ylabel("P@10", color="C0")
     right = left.twinx()

@@ -108,9 +108,8 @@ def sparse_topk(
     """
     n_rows, n_cols = A.shape[0], W.shape[1]
     fetch = min(k + 1, n_cols)
-    if n_rows == 0 or A.nnz == 0 or W.nnz == 0:
-        return padded_topk(*(np.empty(0, dtype=t) for t in (np.int64, np.int64, np.float32)), n_rows, k)
-    if isinstance(include, np.ndarray) and include.size == 0:
+    nothing_allowed = isinstance(include, np.ndarray) and include.size == 0
+    if n_rows == 0 or A.nnz == 0 or W.nnz == 0 or nothing_allowed:
         return padded_topk(*(np.empty(0, dtype=t) for t in (np.int64, np.int64, np.float32)), n_rows, k)
     product = similaripy.dot_product(
         _writable(A),

@@ -180,8 +180,8 @@ def _write_chunk(
     exclude_seen: bool,
     users: np.ndarray,
     item_ids: np.ndarray | None,
-    path: str,
     filters: dict[str, Any],
+    path: str,
 ) -> int:
     """Score one chunk and write its rows (user, item, rank, score) to ``path`` atomically."""
     import pyarrow as pa
@@ -299,8 +299,8 @@ def recommend_to_parquet(
                     bool(exclude_seen),
                     user_labels[i * chunk : (i + 1) * chunk],
                     items_ref,
-                    str(folder / part_name(i)),
                     _chunk_filters(filters, i * chunk, (i + 1) * chunk),
+                    str(folder / part_name(i)),
                     pure=False,
                     retries=RETRIES,
                 )

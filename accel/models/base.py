@@ -30,7 +30,7 @@ FORMAT_VERSION = 1
 META_FILE = "model.json"
 #: At most this share of free memory goes to one scoring batch (and at most ``backend.batch_bytes``).
 _BATCH_MEMORY_SHARE = 0.25
-#: Dense n_items-wide arrays alive per scored row (scores, negated copy, top-k scratch).
+#: Dense n_items-wide arrays alive per scored row (scores, a filter's copy, top-k scratch).
 _ROW_COPIES = 3
 #: Rows per batch of models scored by a sparse product (no dense row, so batches can be large).
 _SPARSE_BATCH_ROWS = 65_536

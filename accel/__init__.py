@@ -8,7 +8,7 @@ from accel.errors import (
     InsufficientMemoryError,
     NotFittedError,
 )
-from accel.models import EASE, Recommender, load_model
+from accel.models import EASE, PrunedEASE, Recommender, load_model
 from accel.models.knn import ItemKNN, UserKNN
 from accel.models.popular import TopPopular
 
@@ -22,6 +22,7 @@ __all__ = [
     "InsufficientMemoryError",
     "ItemKNN",
     "NotFittedError",
+    "PrunedEASE",
     "Recommender",
     "TopPopular",
     "UserKNN",

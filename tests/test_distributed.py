@@ -321,3 +321,22 @@ def test_parquet_checks_log_items_against_a_saved_models_items(client, model, X,
         recommend_to_parquet(tmp_path / "model", log, tmp_path / "a", client=client)
     recommend_to_parquet(tmp_path / "model", X[:40], tmp_path / "b", k=2, client=client)
     assert read_output(tmp_path / "b")["item"].isin(log.item_ids).all()
+
+
+def test_filters_and_pruned_model_on_workers(client, X, model, tmp_path):
+    """Candidate filters reach the workers chunk by chunk; a pruned EASE serves the same there."""
+    pruned = model.prune(0.2)
+    allowed = np.arange(0, X.shape[1], 2)
+    forbidden = sp.random(X.shape[0], X.shape[1], density=0.1, format="csr", random_state=2)
+    expected = pruned.recommend(X, k=5, allowed_items=allowed, forbidden_items=forbidden)
+    got = recommend(
+        pruned, X, k=5, client=client, chunk_users=70, allowed_items=allowed, forbidden_items=forbidden
+    )
+    assert np.array_equal(got[0], expected[0]) and np.allclose(got[1], expected[1])
+    assert set(got[0][got[0] >= 0].ravel()) <= set(allowed)
+    manifest = recommend_to_parquet(
+        pruned, X, tmp_path / "recs", k=5, client=client, chunk_users=70, forbidden_items=forbidden
+    )
+    frame = read_output(tmp_path / "recs")
+    assert manifest["run"]["filters"] and len(frame) == manifest["rows_written"]
+    assert not forbidden[frame["user"].to_numpy(), frame["item"].to_numpy()].any()

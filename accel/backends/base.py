@@ -105,6 +105,58 @@ class Backend(ABC):
         Ties are broken by the lower column index so results are reproducible.
         """
 
+    def mask_columns(self, scores: Array, columns: np.ndarray) -> Array:
+        """Set ``scores[:, columns] = -inf`` in place for host column indices ``columns``."""
+        scores[:, self.to_device(np.asarray(columns, dtype=np.int64))] = -np.inf
+        return scores
+
+    def keep_only(self, scores: Array, allowed: SparseMatrix) -> Array:
+        """Set every score to ``-inf`` except where ``allowed`` (backend CSR) stores an entry, in place."""
+        marked = scores.copy()
+        self.mask_seen(marked, allowed)
+        scores[marked > -np.inf] = -np.inf
+        return scores
+
+    def sparse_to_host(self, X: SparseMatrix) -> sp.csr_matrix:
+        """A SciPy CSR copy of a backend CSR matrix (a no-op on the CPU)."""
+        return X if sp.issparse(X) else X.get()
+
+    def sparse_topk(
+        self,
+        A: SparseMatrix,
+        W: SparseMatrix,
+        k: int,
+        exclude: SparseMatrix | None = None,
+        include: SparseMatrix | np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per row of the sparse product ``A · W``, the ``k`` best positive scores, as host arrays.
+
+        Never forms a dense row: columns stored in row ``u`` of ``exclude`` are skipped
+        and, with ``include`` (CSR per row, or an index array for every row), only its
+        columns are candidates. Ties go to the lower column; a row with fewer than
+        ``k`` positive candidates is padded with id ``-1`` and score ``-inf``. This
+        default runs on the host with similaripy's threaded top-k
+        (:mod:`accel.backends.sparse_topk`).
+        """
+        from accel.backends.sparse_topk import sparse_topk
+
+        host = [
+            None if M is None or isinstance(M, np.ndarray) else self.sparse_to_host(M)
+            for M in (A, W, exclude, include)
+        ]
+        return sparse_topk(
+            host[0],
+            host[1],
+            k,
+            exclude=host[2],
+            include=include if isinstance(include, np.ndarray) else host[3],
+            num_threads=self._sparse_threads(),
+        )
+
+    def _sparse_threads(self) -> int:
+        """Threads for the host sparse top-k (0: similaripy's default, all cores)."""
+        return 0
+
     def synchronize(self) -> None:
         """Wait for queued device work (a no-op on the CPU); used by timers."""
 

@@ -215,6 +215,9 @@ class NumpyBackend(Backend):
         self._run_parallel(part, _row_chunks(scores.shape[0], self.n_threads))
         return ids, values
 
+    def _sparse_threads(self) -> int:
+        return self.n_threads
+
     # ---- helpers -------------------------------------------------------------
     def _run_parallel(self, fn, items) -> None:
         items = list(items)
@@ -227,22 +230,35 @@ class NumpyBackend(Backend):
                 pass
 
 
+#: Columns are split into this many strided groups to bound each row's k-th score from below.
+_TOPK_GROUPS = 64
+
+
 def topk_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Top ``k`` columns of each row, by descending score, ties to the lower column.
 
-    ``argpartition`` picks candidates in O(n); only rows where a tie straddles the
-    k-th place fall back to a stable sort, so results never depend on batching.
+    No full-row partition and no negated copy: the columns are split into strided
+    groups, and the k-th largest group maximum is a lower bound on the row's k-th
+    score (k groups each hold a score at least that high). Only the few columns
+    at or above that bound (ties included) are sorted, so results are exact and
+    never depend on batching.
     """
-    _n_rows, n_cols = scores.shape
-    if k >= n_cols:
-        ids = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    else:
-        ids = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        kth = np.take_along_axis(scores, ids, axis=1).min(axis=1)
-        tied = np.nonzero((scores >= kth[:, None]).sum(axis=1) > k)[0]
-        if tied.size:
-            ids[tied] = np.argsort(-scores[tied], axis=1, kind="stable")[:, :k]
-    vals = np.take_along_axis(scores, ids, axis=1)
-    order = np.lexsort((ids, -vals), axis=-1)
-    ids = np.take_along_axis(ids, order, axis=1)
-    return ids.astype(np.int64, copy=False), np.take_along_axis(vals, order, axis=1)
+    n_rows, n_cols = scores.shape
+    groups = max(1, min(_TOPK_GROUPS, n_cols // (4 * k)))
+    main = n_cols // groups * groups
+    maxima = scores[:, :main].reshape(n_rows, groups, -1).max(axis=1)
+    if main < n_cols:
+        maxima = np.concatenate([maxima, scores[:, main:]], axis=1)
+    bound = np.partition(maxima, maxima.shape[1] - k, axis=1)[:, maxima.shape[1] - k]
+    flat = np.flatnonzero((scores >= bound[:, None]).ravel())
+    rows, cols = np.divmod(flat, n_cols)
+    values = scores.ravel()[flat]
+    order = np.lexsort((cols, -values, rows))
+    rows, cols, values = rows[order], cols[order], values[order]
+    rank = np.arange(rows.size) - np.searchsorted(rows, rows)
+    keep = rank < k
+    ids = np.empty((n_rows, k), dtype=np.int64)
+    top = np.empty((n_rows, k), dtype=scores.dtype)
+    ids[rows[keep], rank[keep]] = cols[keep]
+    top[rows[keep], rank[keep]] = values[keep]
+    return ids, top

@@ -15,8 +15,9 @@ from accel.cli._common import (
     id_array,
     read_interactions,
 )
+from accel.errors import InputError
 from accel.models.base import Recommender, check_model_destination
-from accel.models.ease import EASE
+from accel.models.ease import EASE, check_density
 from accel.models.popular import TopPopular
 
 MODELS = ("ease", "toppop")
@@ -36,6 +37,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_filter_args(parser)
     parser.add_argument("--model", choices=MODELS, default="ease", help="which model (default ease)")
     parser.add_argument("--l2", type=float, default=500.0, help="EASE L2 penalty λ (default 500)")
+    parser.add_argument(
+        "--prune",
+        type=float,
+        metavar="DENSITY",
+        help="EASE only: keep this share of each column of B (e.g. 0.05) and save a sparse PrunedEASE, "
+        "served without the dense matrix",
+    )
     parser.add_argument("--backend", default="auto", help="auto, numpy or cupy (default auto)")
     parser.add_argument("--dtype", default="float32", help="float32 or float64 (default float32)")
     parser.add_argument(
@@ -57,11 +65,17 @@ def make_model(name: str, l2: float, backend: str, dtype: str) -> Recommender:
 
 def run(args: argparse.Namespace) -> int:
     out = check_model_destination(args.out)
+    model = make_model(args.model, args.l2, args.backend, args.dtype)
+    if args.prune is not None:
+        if not isinstance(model, EASE):
+            raise InputError(f"--prune applies to EASE only, not --model {args.model}")
+        check_density(args.prune)
     inter = apply_filters(
         read_interactions(args.input, args.user_col, args.item_col, args.time_col, args.input_format), args
     )
-    model = make_model(args.model, args.l2, args.backend, args.dtype)
     model.fit(inter.matrix(), show_progress=not args.quiet)
+    if args.prune is not None:
+        model = model.prune(args.prune)
     extras = {
         "item_ids": id_array(inter.item_ids),
         "user_col": np.array(args.user_col),

@@ -19,11 +19,14 @@ from accel.cli._common import (
     saved_text,
     write_table,
 )
+from accel.data.ids import match_ids
+from accel.data.interactions import read_table
 from accel.data.serving import history_matrix, items_row, recommendations_frame
 from accel.distributed.cli_options import add_dask_args, recommend_with_dask, wants_dask
 from accel.distributed.run_output import check_run_folder
 from accel.errors import InputError
-from accel.models.base import UNKNOWN_USERS
+from accel.models.base import UNKNOWN_USERS, Recommender
+from accel.validation import binary_matrix
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -49,6 +52,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="users with no items the model knows: give them the most popular items (default), "
         "leave them out, or stop with an error",
     )
+    for kind, words in (("allowed", "only these items are recommended"), ("forbidden", "never these items")):
+        parser.add_argument(
+            f"--{kind}-items",
+            metavar="FILE",
+            help=f"{words}: a .csv/.tsv/.parquet with the item column (as in the log); with a user "
+            "column too, each user's own list (items and users the model or log lacks are ignored)",
+        )
     parser.add_argument("--out", metavar="FILE", help="output .parquet or .csv (default: print)")
     parser.add_argument("--backend", default=None, help="override the saved backend (auto, numpy, cupy)")
     add_quiet_arg(parser)
@@ -75,6 +85,42 @@ def report_unknown_users(X: sp.csr_matrix, user_ids: np.ndarray, args: argparse.
         )
 
 
+def item_filter(
+    path: str, item_ids: np.ndarray, item_col: str, user_col: str, user_ids: np.ndarray | None
+) -> np.ndarray | sp.csr_matrix:
+    """An ``allowed_items`` / ``forbidden_items`` value from a file of item ids (and maybe users).
+
+    Without a ``user_col`` column: model item indices for every user. With one:
+    a users × items matrix over ``user_ids`` (the served users, in order).
+    """
+    frame = read_table(path, id_cols=(item_col, user_col))
+    if item_col not in frame.columns:
+        raise InputError(
+            f"{path} has no item column {item_col!r} (columns: {', '.join(map(str, frame.columns))})"
+        )
+    items = match_ids(frame[item_col].to_numpy(), item_ids)
+    if user_col not in frame.columns:
+        return np.unique(items[items >= 0])
+    if user_ids is None:
+        raise InputError(f"{path} has per-user lists (a {user_col!r} column): give INPUT, not --items")
+    users = match_ids(frame[user_col].to_numpy(), np.asarray(user_ids))
+    ok = (items >= 0) & (users >= 0)
+    return binary_matrix(users[ok], items[ok], (len(user_ids), len(item_ids)), np.dtype(np.float32))
+
+
+def filters_from_args(
+    args: argparse.Namespace, model: Recommender, item_ids: np.ndarray, user_ids: np.ndarray | None
+) -> dict[str, object]:
+    """``allowed_items`` / ``forbidden_items`` keywords from ``--allowed-items`` / ``--forbidden-items``."""
+    item_col = args.item_col or saved_text(model, "item_col") or "item_id"
+    user_col = args.user_col or saved_text(model, "user_col") or "user_id"
+    return {
+        f"{kind}_items": item_filter(path, item_ids, item_col, user_col, user_ids)
+        for kind, path in (("allowed", args.allowed_items), ("forbidden", args.forbidden_items))
+        if path is not None
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     if (args.input is None) == (args.items is None):
         raise InputError("give either INPUT (a log of users) or --items, not both or neither")
@@ -87,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
     item_ids = np.asarray(model.extras_["item_ids"])
     if args.items is not None:
         X, user_ids = items_row(item_ids, args.items), np.array(["new"])
+        filters = filters_from_args(args, model, item_ids, None)
     else:
         inter = read_interactions(
             args.input,
@@ -102,13 +149,21 @@ def run(args: argparse.Namespace) -> int:
                 f"accel recommend: ignored {unknown:,} interactions with items the model does not know",
                 file=sys.stderr,
             )
+        if wants_dask(args) and args.unknown_users == "skip":  # workers give them the popular items
+            known = np.diff(X.indptr) > 0
+            X, user_ids = X[known], user_ids[known]
+        filters = filters_from_args(args, model, item_ids, user_ids)
         if wants_dask(args):
-            if args.unknown_users == "skip":  # the workers' default gives them the popular items
-                known = np.diff(X.indptr) > 0
-                X, user_ids = X[known], user_ids[known]
-            return recommend_with_dask(args, model, X, user_ids)
+            return recommend_with_dask(args, model, X, user_ids, filters)
     frame = recommendations_frame(
-        model, X, user_ids, item_ids, args.k, unknown_users=args.unknown_users, show_progress=not args.quiet
+        model,
+        X,
+        user_ids,
+        item_ids,
+        args.k,
+        unknown_users=args.unknown_users,
+        show_progress=not args.quiet,
+        filters=filters,
     )
     if out is None:
         print(frame.to_csv(sep="\t", index=False), end="")

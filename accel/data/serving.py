@@ -71,14 +71,21 @@ def recommendations_frame(
     exclude_seen: bool = True,
     unknown_users: str = "popular",
     show_progress: bool = False,
+    filters: dict[str, object] | None = None,
 ) -> pd.DataFrame:
     """Long table ``user, item, rank, score, source`` of the top ``k`` for each row of ``X``.
 
     ``source`` is ``"model"``, or ``"popular"`` for a row with no items the model
     knows (see ``unknown_users`` of ``Recommender.recommend``); padding is dropped.
+    ``filters`` are ``allowed_items`` / ``forbidden_items`` keywords of ``recommend``.
     """
     ids, scores = model.recommend(
-        X, k=k, exclude_seen=exclude_seen, show_progress=show_progress, unknown_users=unknown_users
+        X,
+        k=k,
+        exclude_seen=exclude_seen,
+        show_progress=show_progress,
+        unknown_users=unknown_users,
+        **(filters or {}),
     )
     width = ids.shape[1]
     keep = (ids >= 0).ravel()

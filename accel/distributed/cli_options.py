@@ -48,7 +48,13 @@ def wants_dask(args: argparse.Namespace) -> bool:
     return args.scheduler is not None or args.workers is not None
 
 
-def recommend_with_dask(args: argparse.Namespace, model: Any, X: sp.csr_matrix, user_ids: np.ndarray) -> int:
+def recommend_with_dask(
+    args: argparse.Namespace,
+    model: Any,
+    X: sp.csr_matrix,
+    user_ids: np.ndarray,
+    filters: dict[str, Any] | None = None,
+) -> int:
     """Score ``X`` on the cluster into the ``--out`` folder (one Parquet file per chunk)."""
     from accel.distributed.client import connect
     from accel.distributed.scoring import recommend_to_parquet
@@ -70,6 +76,7 @@ def recommend_with_dask(args: argparse.Namespace, model: Any, X: sp.csr_matrix, 
             item_ids=np.asarray(model.extras_["item_ids"]),
             overwrite=args.overwrite,
             show_progress=not args.quiet,
+            **(filters or {}),
         )
     finally:
         client.close()

@@ -9,6 +9,7 @@ tasks of a worker that dies on the remaining workers.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from pathlib import Path
@@ -31,6 +32,7 @@ from accel.distributed.run_output import (
 )
 from accel.errors import InputError
 from accel.models.base import Recommender, load_model
+from accel.models.filters import CandidateFilters
 from accel.validation import as_interactions, check_k
 
 #: Times a failed chunk task is retried (worker deaths are rescheduled by Dask besides).
@@ -71,6 +73,39 @@ def _client_model(model: Recommender | str | os.PathLike[str]) -> Recommender:
     return model
 
 
+def _chunk_filters(filters: CandidateFilters, start: int, stop: int) -> dict[str, Any]:
+    """``allowed_items`` / ``forbidden_items`` keywords for users ``start:stop`` (global ones as they are)."""
+    allowed = None if filters.columns is None else np.flatnonzero(filters.columns)
+    rows = filters.rows(start, stop)
+    return {
+        "allowed_items": allowed if rows.allowed is None else _and_columns(rows.allowed, filters.columns),
+        "forbidden_items": rows.forbidden,
+    }
+
+
+def _and_columns(allowed: sp.csr_matrix, columns: np.ndarray | None) -> sp.csr_matrix:
+    """Per-user allowed items that are also globally allowed."""
+    if columns is None:
+        return allowed
+    return allowed.multiply(columns[None, :].astype(allowed.dtype)).tocsr()
+
+
+def _filters_fingerprint(filters: CandidateFilters) -> str | None:
+    """A short hash of the filters, so that a resumed output folder used the same ones."""
+    if not filters.active:
+        return None
+    digest = hashlib.sha1()
+    for part in (filters.columns, filters.allowed, filters.forbidden):
+        if part is None:
+            digest.update(b"-")
+        elif sp.issparse(part):
+            for array in (part.indptr, part.indices):
+                digest.update(np.ascontiguousarray(array, dtype=np.int64).tobytes())
+        else:
+            digest.update(np.packbits(part).tobytes())
+    return digest.hexdigest()[:16]
+
+
 def _wait(client: Any, futures: list[Any], show_progress: bool) -> list[Any]:
     if show_progress and futures:
         from distributed import progress
@@ -80,8 +115,10 @@ def _wait(client: Any, futures: list[Any], show_progress: bool) -> list[Any]:
 
 
 # ---- in-memory results -----------------------------------------------------------
-def _recommend_chunk(ref: Any, X: sp.csr_matrix, k: int, exclude_seen: bool) -> tuple[np.ndarray, np.ndarray]:
-    return worker_model(ref).recommend(X, k=k, exclude_seen=exclude_seen)
+def _recommend_chunk(
+    ref: Any, X: sp.csr_matrix, k: int, exclude_seen: bool, filters: dict[str, Any]
+) -> tuple[np.ndarray, np.ndarray]:
+    return worker_model(ref).recommend(X, k=k, exclude_seen=exclude_seen, **filters)
 
 
 def recommend(
@@ -94,8 +131,13 @@ def recommend(
     show_progress: bool = False,
     *,
     model_transfer: str = "auto",
+    allowed_items: object = None,
+    forbidden_items: object = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``model.recommend(X, k)`` computed chunk by chunk on Dask workers; the same ``(ids, scores)``.
+
+    ``allowed_items`` / ``forbidden_items`` are those of ``recommend`` (item indices,
+    or a users × items matrix whose rows are split with the chunks).
 
     ``model`` is a fitted model or the folder of a saved one. ``client`` defaults
     to the current Dask client, else a temporary local cluster. ``model_transfer``
@@ -106,6 +148,7 @@ def recommend(
     X = as_interactions(X, dtype=fitted.dtype_, n_items=fitted.n_items_, name="X")
     k = check_k(k, fitted.n_items_)
     chunk = _check_chunk(chunk_users, X.shape[0])
+    filters = CandidateFilters.resolve(allowed_items, forbidden_items, X.shape[0], fitted.n_items_)
     with using_client(client) as dask_client:
         shipped = ship_model(dask_client, model, model_transfer)
         try:
@@ -116,6 +159,7 @@ def recommend(
                     X[start : start + chunk],
                     k,
                     bool(exclude_seen),
+                    _chunk_filters(filters, start, start + chunk),
                     pure=False,
                     retries=RETRIES,
                 )
@@ -137,13 +181,14 @@ def _write_chunk(
     exclude_seen: bool,
     users: np.ndarray,
     item_ids: np.ndarray | None,
+    filters: dict[str, Any],
     path: str,
 ) -> int:
     """Score one chunk and write its rows (user, item, rank, score, source) to ``path`` atomically."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    ids, scores = worker_model(ref).recommend(X, k=k, exclude_seen=exclude_seen)
+    ids, scores = worker_model(ref).recommend(X, k=k, exclude_seen=exclude_seen, **filters)
     keep = ids.ravel() >= 0
     items = ids.ravel()[keep]
     table = pa.table(
@@ -192,6 +237,8 @@ def recommend_to_parquet(
     exclude_seen: bool = True,
     show_progress: bool = False,
     model_transfer: str = "auto",
+    allowed_items: object = None,
+    forbidden_items: object = None,
 ) -> dict[str, Any]:
     """Top-``k`` of every user written by the workers as one Parquet file per chunk under folder ``path``.
 
@@ -203,7 +250,8 @@ def recommend_to_parquet(
     ``score``; slots a user has no unseen item for are left out. ``path`` must be
     on storage every worker can write. A folder holding a different run is
     refused unless ``overwrite``; the same unfinished run is resumed. Returns the
-    manifest written to ``path/_accel_run.json``.
+    manifest written to ``path/_accel_run.json``. ``allowed_items`` /
+    ``forbidden_items`` filter candidates as in :func:`recommend`.
     """
     fitted = _client_model(model)
     matrix, log_users, log_items = _interactions(X_or_interactions)
@@ -221,6 +269,7 @@ def recommend_to_parquet(
     k = check_k(k, fitted.n_items_)
     chunk = _check_chunk(chunk_users, n_users)
     n_chunks = math.ceil(n_users / chunk)
+    filters = CandidateFilters.resolve(allowed_items, forbidden_items, n_users, fitted.n_items_)
     run = {
         "format": "accel-recommendations",
         "model": model_fingerprint(fitted),
@@ -231,6 +280,7 @@ def recommend_to_parquet(
         "n_chunks": n_chunks,
         "k": k,
         "exclude_seen": bool(exclude_seen),
+        **({"filters": _filters_fingerprint(filters)} if filters.active else {}),
     }
     folder = Path(path).resolve()
     done = prepare_folder(folder, run, overwrite)
@@ -251,6 +301,7 @@ def recommend_to_parquet(
                     bool(exclude_seen),
                     user_labels[i * chunk : (i + 1) * chunk],
                     items_ref,
+                    _chunk_filters(filters, i * chunk, (i + 1) * chunk),
                     str(folder / part_name(i)),
                     pure=False,
                     retries=RETRIES,

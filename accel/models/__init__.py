@@ -1,6 +1,6 @@
 """Recommender models sharing one fit / recommend / save interface."""
 
 from accel.models.base import Recommender, load_model
-from accel.models.ease import EASE
+from accel.models.ease import EASE, PrunedEASE
 
-__all__ = ["EASE", "Recommender", "load_model"]
+__all__ = ["EASE", "PrunedEASE", "Recommender", "load_model"]

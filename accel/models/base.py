@@ -24,6 +24,8 @@ from accel.atomic import atomic_dir, check_folder_destination, current_version
 from accel.backends import Backend, get_backend
 from accel.data.ids import storable_ids
 from accel.errors import InputError, NotFittedError
+from accel.models.filters import CandidateFilters
+from accel.models.popularity import popularity_factors, popularity_ranking
 from accel.validation import (
     as_interactions,
     binary_matrix,
@@ -38,10 +40,12 @@ FORMAT_VERSION = 1
 META_FILE = "model.json"
 #: At most this share of free memory goes to one scoring batch (and at most ``backend.batch_bytes``).
 _BATCH_MEMORY_SHARE = 0.25
-#: Dense n_items-wide arrays alive per scored row (scores, negated copy, top-k scratch).
+#: Dense n_items-wide arrays alive per scored row (scores, a filter's copy, top-k scratch).
 _ROW_COPIES = 3
 #: What ``recommend`` does for a row with no items the model knows (a cold-start user).
 UNKNOWN_USERS = ("popular", "skip", "error")
+#: Rows per batch of models scored by a sparse product (no dense row, so batches can be large).
+_SPARSE_BATCH_ROWS = 65_536
 
 M = TypeVar("M", bound="Recommender")
 
@@ -81,6 +85,19 @@ class Recommender(ABC):
 
         ``rows`` are the positions of these rows in the matrix given to ``recommend``.
         """
+
+    def _sparse_factors(
+        self, X: sp.csr_matrix, rows: np.ndarray, columns: np.ndarray | None, candidates: int | None
+    ) -> tuple[sp.csr_matrix, sp.csr_matrix] | None:
+        """Host CSR ``(A, W)`` whose product ``A · W`` scores the rows ``X``, or ``None`` to score densely.
+
+        Sparse models return their factors so that serving never forms a dense
+        row per user (see :meth:`accel.backends.Backend.sparse_topk`). ``columns``
+        is the global mask of allowed items (apply it with :func:`restrict_columns`);
+        ``candidates``, when given, is a number of best columns per row that is
+        enough to fill every row's top-k.
+        """
+        return None
 
     @abstractmethod
     def _item_scores(self, item: int) -> Any:
@@ -131,6 +148,9 @@ class Recommender(ABC):
         batch_size: int | None = None,
         show_progress: bool = False,
         unknown_users: str = "popular",
+        *,
+        allowed_items: object = None,
+        forbidden_items: object = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` items for each row of ``X_rows`` (users × items), best first.
 
@@ -140,12 +160,18 @@ class Recommender(ABC):
         sized from free memory unless ``batch_size`` is given; results do not
         depend on the batch size. A row with no interactions (a user the model
         knows nothing about) is handled as :meth:`fill_rows_without_items` says.
+
+        ``allowed_items`` / ``forbidden_items`` restrict the candidates: item
+        indices for every row, or a sparse rows × items matrix of each row's own
+        items (see :mod:`accel.models.filters`). Sparse models (KNN, TopPopular,
+        pruned EASE) return only positive scores and pad the rest of a row.
         """
         self._check_fitted()
         X = as_interactions(X_rows, dtype=self.dtype_, n_items=self.n_items_, name="X_rows")
         k = check_k(k, self.n_items_)
         unknown_users = check_choice("unknown_users", unknown_users, UNKNOWN_USERS)
         n_rows = X.shape[0]
+        filters = CandidateFilters.resolve(allowed_items, forbidden_items, n_rows, self.n_items_)
         if batch_size is None:
             batch_size = self.default_batch_size()
         elif isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
@@ -159,19 +185,26 @@ class Recommender(ABC):
         for start in tqdm(starts, desc="recommend", unit="batch", disable=None if show_progress else True):
             stop = min(start + batch_size, n_rows)
             ids[start:stop], scores[start:stop] = self._recommend_batch(
-                X[start:stop], np.arange(start, stop), k, exclude_seen
+                X[start:stop], np.arange(start, stop), k, exclude_seen, filters.rows(start, stop)
             )
-        self.fill_rows_without_items(empty, ids, scores, unknown_users)
+        self.fill_rows_without_items(empty, ids, scores, unknown_users, filters)
         return ids, scores
 
     def fill_rows_without_items(
-        self, empty: np.ndarray, ids: np.ndarray, scores: np.ndarray, unknown_users: str = "popular"
+        self,
+        empty: np.ndarray,
+        ids: np.ndarray,
+        scores: np.ndarray,
+        unknown_users: str = "popular",
+        filters: CandidateFilters = CandidateFilters(),  # noqa: B008 - immutable
     ) -> None:
         """Replace, in place, the results of the rows where ``empty`` is true (rows with no items).
 
         A model scores such a row 0 everywhere, so its top k would be arbitrary.
         ``"popular"`` gives it the training log's most interacted-with items, scored
-        by their number of interactions; ``"skip"`` pads it (id ``-1``, score ``-inf``);
+        by their number of interactions, within ``filters`` (the same candidate
+        filters as the scored rows, never an item nobody interacted with);
+        ``"skip"`` pads it (id ``-1``, score ``-inf``);
         ``"error"`` raises :class:`InputError`.
         """
         rows = np.flatnonzero(empty)
@@ -192,25 +225,52 @@ class Recommender(ABC):
                 "this model was saved without item popularity, so rows with no known items cannot get "
                 "popular items: refit it, or pass unknown_users='skip'"
             )
-        top = np.argsort(-np.asarray(popularity), kind="stable")[: ids.shape[1]]
-        ids[rows], scores[rows] = top, np.asarray(popularity)[top]
+        k, chosen = ids.shape[1], filters.take(rows)
+        factors = popularity_factors(
+            popularity,
+            popularity_ranking(popularity),
+            rows.size,
+            chosen.columns,
+            chosen.candidates(k, chosen.forbidden),
+            self.dtype_,
+        )
+        ids[rows], scores[rows] = self.backend_.sparse_topk(
+            *factors, k, exclude=chosen.forbidden, include=chosen.allowed
+        )
 
     def _recommend_batch(
-        self, X_host: sp.csr_matrix, rows: np.ndarray, k: int, exclude_seen: bool
+        self,
+        X_host: sp.csr_matrix,
+        rows: np.ndarray,
+        k: int,
+        exclude_seen: bool,
+        filters: CandidateFilters = CandidateFilters(),  # noqa: B008 - immutable
     ) -> tuple[np.ndarray, np.ndarray]:
         backend = self.backend_
+        exclude = filters.exclusions(X_host if exclude_seen else None)
+        factors = self._sparse_factors(X_host, rows, filters.columns, filters.candidates(k, exclude))
+        if factors is not None:
+            ids, scores = backend.sparse_topk(*factors, k, exclude=exclude, include=filters.allowed)
+            return ids, scores.astype(self.dtype_, copy=False)
         X_dev = backend.sparse_to_device(X_host, self.dtype_)
         batch_scores = self._score_batch(X_dev, rows)
-        if exclude_seen:
-            backend.mask_seen(batch_scores, X_dev)
+        if exclude is not None:
+            seen = X_dev if exclude is X_host else backend.sparse_to_device(exclude, self.dtype_)
+            backend.mask_seen(batch_scores, seen)
+        if filters.columns is not None:
+            backend.mask_columns(batch_scores, np.flatnonzero(~filters.columns))
+        if filters.allowed is not None:
+            backend.keep_only(batch_scores, backend.sparse_to_device(filters.allowed, self.dtype_))
         ids, scores = backend.topk(batch_scores, k)
-        if exclude_seen:
+        if exclude_seen or filters.active:
             ids[np.isneginf(scores)] = -1
         return ids, scores
 
     def default_batch_size(self) -> int:
         """Rows per scoring batch that fit comfortably in the backend's free memory."""
         self._check_fitted()
+        if type(self)._sparse_factors is not Recommender._sparse_factors:
+            return _SPARSE_BATCH_ROWS
         budget = min(self.backend_.free_memory() * _BATCH_MEMORY_SHARE, self.backend_.batch_bytes)
         per_row = _ROW_COPIES * self.n_items_ * self.dtype_.itemsize
         return int(max(1, budget // per_row))
@@ -221,18 +281,23 @@ class Recommender(ABC):
         k: int = 10,
         exclude_seen: bool = True,
         unknown_users: str = "popular",
+        *,
+        allowed_items: object = None,
+        forbidden_items: object = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` for a new user who interacted with ``items`` (indices), without refitting.
 
-        No items at all is handled as :meth:`fill_rows_without_items` says.
+        No items at all is handled as :meth:`fill_rows_without_items` says;
+        ``allowed_items`` / ``forbidden_items`` are item indices, as in :meth:`recommend`.
         """
         self._check_fitted()
         items = check_item_indices(items, self.n_items_)
         k = check_k(k, self.n_items_)
         unknown_users = check_choice("unknown_users", unknown_users, UNKNOWN_USERS)
+        filters = CandidateFilters.resolve(allowed_items, forbidden_items, 1, self.n_items_)
         row = binary_matrix(np.zeros(items.size, dtype=np.int64), items, (1, self.n_items_), self.dtype_)
-        ids, scores = self._recommend_batch(row, np.array([-1]), k, exclude_seen)
-        self.fill_rows_without_items(np.array([items.size == 0]), ids, scores, unknown_users)
+        ids, scores = self._recommend_batch(row, np.array([-1]), k, exclude_seen, filters)
+        self.fill_rows_without_items(np.array([items.size == 0]), ids, scores, unknown_users, filters)
         return ids[0], scores[0]
 
     def similar_items(self, item: int, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
@@ -469,6 +534,18 @@ def saved_model_files(folder: Path) -> set[str] | None:
     names.update(f"{n}.npy" for n in meta.get("arrays", []) if isinstance(n, str))
     names.update(f"extra.{n}.npy" for n in meta.get("extras", []) if isinstance(n, str))
     return names
+
+
+def restrict_columns(W: sp.csr_matrix, columns: np.ndarray | None) -> sp.csr_matrix:
+    """``W`` without the entries of columns that ``columns`` (a boolean mask) does not allow."""
+    if columns is None:
+        return W
+    W = sp.csr_matrix(W)
+    keep = columns[W.indices]
+    if keep.all():
+        return W
+    indptr = np.concatenate(([0], np.cumsum(keep)))[W.indptr]
+    return sp.csr_matrix((W.data[keep], W.indices[keep], indptr), shape=W.shape)
 
 
 def load_model(

@@ -12,7 +12,11 @@ from tqdm.auto import tqdm
 from accel.backends import Backend, get_backend
 from accel.errors import InputError, InsufficientMemoryError
 from accel.models.base import Recommender
+from accel.models.sparse_weights import SparseItemItem
 from accel.validation import check_dtype, check_nonnegative
+
+#: Columns of B pruned at a time (the block's |values| and ranking are temporaries).
+_PRUNE_COLUMNS = 256
 
 
 class _FitSteps:
@@ -182,3 +186,101 @@ class EASE(Recommender):
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
         self.B_ = self.backend_.to_device(arrays["B"])
+
+    def prune(self, density: float = 0.05) -> PrunedEASE:
+        """A :class:`PrunedEASE` keeping, in each column of ``B``, its largest-magnitude entries.
+
+        Column ``j`` of ``B`` holds the weights of the items that lead to item ``j``;
+        ``ceil(density · n_items)`` of them are kept. The result has sparse weights,
+        is saved sparse (about ``density`` of the dense size, plus indices) and is
+        served by the sparse top-k, on CPUs or Dask workers without the n² matrix.
+        """
+        self._check_fitted()
+        pruned = PrunedEASE(l2=self.l2, density=density, backend=self.backend, dtype=self.dtype)
+        pruned._check_params()
+        pruned.dtype_, pruned.backend_, pruned.n_items_ = self.dtype_, self.backend_, self.n_items_
+        pruned._set_weights(prune_columns(self.B_, density, self.backend_))
+        pruned.extras_ = dict(getattr(self, "extras_", {}) or {})
+        if hasattr(self, "popularity_"):
+            pruned.popularity_ = self.popularity_
+        return pruned
+
+
+def prune_columns(B: Any, density: float, backend: Backend) -> sp.csr_matrix:
+    """CSR keeping the ``ceil(density · n)`` largest-magnitude entries of each column of ``B``.
+
+    ``B`` is a backend array, brought to the host a block of columns at a time (a
+    GPU-fitted model never needs n² of host memory). Ties at the cut go to the
+    lower row (a stable order), so pruning is reproducible.
+    """
+    n_rows, n_cols = B.shape
+    keep = max(1, min(n_rows, int(np.ceil(density * n_rows))))
+    rows, cols, values = [], [], []
+    for start in range(0, n_cols, _PRUNE_COLUMNS):
+        block = backend.to_host(B[:, start : start + _PRUNE_COLUMNS])
+        magnitude = np.abs(block)
+        if keep < n_rows:
+            top = np.argpartition(-magnitude, keep - 1, axis=0)[:keep]
+            kth = np.take_along_axis(magnitude, top, axis=0).min(axis=0)
+            tied = np.nonzero((magnitude >= kth).sum(axis=0) > keep)[0]
+            if tied.size:
+                top[:, tied] = np.argsort(-magnitude[:, tied], axis=0, kind="stable")[:keep]
+        else:
+            top = np.broadcast_to(np.arange(n_rows)[:, None], block.shape)
+        rows.append(top.ravel())
+        cols.append(np.broadcast_to(np.arange(start, start + block.shape[1]), top.shape).ravel())
+        values.append(np.take_along_axis(block, top, axis=0).ravel())
+    S = sp.csr_matrix(
+        (np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))), shape=(n_rows, n_cols)
+    )
+    S.eliminate_zeros()
+    return S
+
+
+class PrunedEASE(SparseItemItem):
+    """EASE with sparse weights: each column of ``B`` keeps its ``density`` largest-magnitude entries.
+
+    ``fit`` fits a dense :class:`EASE` (same ``l2``, one n² buffer) and prunes it;
+    :meth:`EASE.prune` does the same for a model already fitted (e.g. on a GPU).
+    Scoring uses the sparse top-k, so only positive scores are returned (a row
+    with fewer than ``k`` is padded with ``-1`` / ``-inf``).
+
+    Parameters
+    ----------
+    l2, backend, dtype:
+        As for :class:`EASE`.
+    density:
+        The share of each column of ``B`` kept, in (0, 1]; 0.05 keeps 5%.
+    """
+
+    def __init__(
+        self,
+        l2: float = 500.0,
+        density: float = 0.05,
+        backend: str | Backend = "auto",
+        dtype: str = "float32",
+    ) -> None:
+        super().__init__(backend=backend, dtype=dtype)
+        self.l2 = l2
+        self.density = density
+
+    def _check_params(self) -> None:
+        check_nonnegative("l2", self.l2)
+        check_density(self.density)
+
+    def _fit(self, X: sp.csr_matrix, show_progress: bool) -> None:
+        dense = EASE(l2=self.l2, backend=self.backend_, dtype=self.dtype)
+        dense.fit(X, show_progress=show_progress)
+        self._set_weights(prune_columns(dense.B_, self.density, self.backend_))
+        self.fit_timings_ = dense.fit_timings_
+
+
+def check_density(density: object) -> float:
+    """``density`` as a float in (0, 1], or :class:`InputError`."""
+    if (
+        isinstance(density, bool)
+        or not isinstance(density, (int, float, np.integer, np.floating))
+        or not 0 < density <= 1
+    ):
+        raise InputError(f"density must be a number in (0, 1] (the share of B kept), got {density!r}")
+    return float(density)

@@ -28,7 +28,8 @@ import similaripy
 
 from accel.backends import Backend
 from accel.errors import InputError
-from accel.models.base import Recommender
+from accel.models.base import Recommender, restrict_columns
+from accel.models.sparse_weights import SparseItemItem
 from accel.validation import check_nonnegative
 
 #: Each similaripy similarity and the parameters of its own that it takes
@@ -159,7 +160,7 @@ def _host_csr(X: Any) -> sp.csr_matrix:
     return X if sp.issparse(X) else X.get()
 
 
-class ItemKNN(_KNN):
+class ItemKNN(SparseItemItem, _KNN):
     """Item-based KNN: ``S = similarity(Xᵀ)`` keeps each item's ``k`` nearest items; scores are ``X · S``.
 
     Parameters
@@ -178,22 +179,7 @@ class ItemKNN(_KNN):
     """
 
     def _fit(self, X: sp.csr_matrix, show_progress: bool) -> None:
-        self.S_ = self._similarity(X.T.tocsr(), X, show_progress)
-        self.S_dev_ = self.backend_.sparse_to_device(self.S_, self.dtype_)
-
-    def _score_batch(self, X: Any, rows: np.ndarray) -> Any:
-        return (X @ self.S_dev_).toarray()
-
-    def _item_scores(self, item: int) -> Any:
-        return self.backend_.to_device(self.S_[item].toarray().ravel())
-
-    def _state(self) -> dict[str, Any]:
-        return {"S_data": self.S_.data, "S_indices": self.S_.indices, "S_indptr": self.S_.indptr}
-
-    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
-        shape = (self.n_items_, self.n_items_)
-        self.S_ = sp.csr_matrix((arrays["S_data"], arrays["S_indices"], arrays["S_indptr"]), shape=shape)
-        self.S_dev_ = self.backend_.sparse_to_device(self.S_, self.dtype_)
+        self._set_weights(self._similarity(X.T.tocsr(), X, show_progress))
 
 
 class UserKNN(_KNN):
@@ -211,13 +197,20 @@ class UserKNN(_KNN):
         self.X_dev_ = self.backend_.sparse_to_device(X, self.dtype_)
         self.n_users_ = X.shape[0]
 
+    def _neighbours(self, X: sp.csr_matrix) -> sp.csr_matrix:
+        """Rows × training users similarities, the top ``k`` per row (host CSR)."""
+        if X.nnz == 0:  # similaripy cannot take a batch of empty rows; they have no neighbours
+            return sp.csr_matrix((X.shape[0], self.n_users_), dtype=self.dtype_)
+        return self._similarity(X, self.X_train_T_, show_progress=False)
+
     def _score_batch(self, X: Any, rows: np.ndarray) -> Any:
-        host = _host_csr(X)
-        if host.nnz == 0:  # similaripy cannot take a batch of empty rows; they have no neighbours
-            W = sp.csr_matrix((host.shape[0], self.n_users_), dtype=self.dtype_)
-        else:
-            W = self._similarity(host, self.X_train_T_, show_progress=False)
+        W = self._neighbours(_host_csr(X))
         return (self.backend_.sparse_to_device(W, self.dtype_) @ self.X_dev_).toarray()
+
+    def _sparse_factors(
+        self, X: sp.csr_matrix, rows: np.ndarray, columns: np.ndarray | None, candidates: int | None
+    ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        return self._neighbours(X), restrict_columns(self.X_train_, columns)
 
     def _item_scores(self, item: int) -> Any:
         raise InputError(

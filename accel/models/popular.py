@@ -9,24 +9,40 @@ import scipy.sparse as sp
 
 from accel.backends import Backend
 from accel.models.base import Recommender
+from accel.models.popularity import popularity_factors, popularity_ranking
 
 
 class TopPopular(Recommender):
     """Scores every item by how many users interacted with it in the training data.
 
     Every user gets the same ranking (minus what they have seen), and
-    ``similar_items`` returns the most popular other items.
+    ``similar_items`` returns the most popular other items. Serving is sparse: a
+    row's candidates are only the few most popular items that can fill its
+    top-k after its exclusions, so no dense row is formed; items nobody
+    interacted with (score 0) are never recommended.
     """
 
     def __init__(self, backend: str | Backend = "auto", dtype: str = "float32") -> None:
         super().__init__(backend=backend, dtype=dtype)
 
     def _fit(self, X: sp.csr_matrix, show_progress: bool) -> None:
-        counts = np.bincount(X.indices, minlength=self.n_items_).astype(self.dtype_)
+        self._set_counts(np.bincount(X.indices, minlength=self.n_items_).astype(self.dtype_))
+
+    def _set_counts(self, counts: np.ndarray) -> None:
+        counts = np.asarray(counts, dtype=self.dtype_)
         self.counts_ = self.backend_.to_device(counts)
+        self.ranking_ = popularity_ranking(counts)
+        self._counts_host = counts
 
     def _score_batch(self, X: Any, rows: np.ndarray) -> Any:
         return self.counts_.reshape(1, -1).repeat(X.shape[0], axis=0)
+
+    def _sparse_factors(
+        self, X: sp.csr_matrix, rows: np.ndarray, columns: np.ndarray | None, candidates: int | None
+    ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        return popularity_factors(
+            self._counts_host, self.ranking_, X.shape[0], columns, candidates, self.dtype_
+        )
 
     def _item_scores(self, item: int) -> Any:
         return self.counts_
@@ -35,4 +51,4 @@ class TopPopular(Recommender):
         return {"counts": self.counts_}
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
-        self.counts_ = self.backend_.to_device(np.asarray(arrays["counts"]))
+        self._set_counts(np.asarray(arrays["counts"]))

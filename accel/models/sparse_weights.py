@@ -1,0 +1,54 @@
+"""Item-item models whose weights are a sparse matrix ``S``: scores ``X · S``, served sparsely."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from accel.models.base import Recommender, restrict_columns
+
+
+class SparseItemItem(Recommender):
+    """Shared state and scoring of models with sparse item-item weights ``S_`` (items × items).
+
+    ``S_`` stays on the host for the sparse top-k (similaripy's threads) and is
+    copied to the backend only for the dense ``similar_items`` path; it is saved
+    as its three CSR arrays (column indices as 2-byte integers up to 65,536 items;
+    a memory-mapped ``S`` is read into memory on load).
+    """
+
+    def _set_weights(self, S: sp.csr_matrix) -> None:
+        S = sp.csr_matrix(S, dtype=self.dtype_)
+        if not (S.data.flags.writeable and S.indices.flags.writeable and S.indptr.flags.writeable):
+            S = S.copy()  # similaripy tidies its inputs in place: a memory-mapped S is read once
+        S.sort_indices()
+        self.S_ = S
+        self.S_dev_ = self.backend_.sparse_to_device(S, self.dtype_)
+
+    def _score_batch(self, X: Any, rows: np.ndarray) -> Any:
+        return (X @ self.S_dev_).toarray()
+
+    def _sparse_factors(
+        self, X: sp.csr_matrix, rows: np.ndarray, columns: np.ndarray | None, candidates: int | None
+    ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        return X, restrict_columns(self.S_, columns)
+
+    def _item_scores(self, item: int) -> Any:
+        return self.backend_.to_device(self.S_[item].toarray().ravel())
+
+    def _state(self) -> dict[str, Any]:
+        # Column indices in the narrowest integer type that holds them: 2 bytes up to 65,536 items.
+        index_type = np.uint16 if self.n_items_ <= np.iinfo(np.uint16).max + 1 else self.S_.indices.dtype
+        return {
+            "S_data": self.S_.data,
+            "S_indices": self.S_.indices.astype(index_type, copy=False),
+            "S_indptr": self.S_.indptr,
+        }
+
+    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        shape = (self.n_items_, self.n_items_)
+        self._set_weights(
+            sp.csr_matrix((arrays["S_data"], arrays["S_indices"], arrays["S_indptr"]), shape=shape)
+        )

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.gpu
 @pytest.fixture(scope="module")
 def cupy() -> Any:
     module = pytest.importorskip("cupy", reason="CuPy is not installed")
-    from accel.backends.cupy_backend import cupy_usable
+    from accel.backends.cupy import cupy_usable
 
     usable, reason = cupy_usable()
     if not usable:
@@ -26,7 +26,7 @@ def cupy() -> Any:
 
 @pytest.fixture(scope="module")
 def backend(cupy: Any) -> Any:
-    from accel.backends.cupy_backend import CupyBackend
+    from accel.backends.cupy.backend import CupyBackend
 
     return CupyBackend()
 
@@ -44,7 +44,7 @@ def rel_error(got: np.ndarray, want: np.ndarray) -> float:
 
 # ---- construction, memory, movement -------------------------------------------------------------
 def test_unusable_device_is_reported(cupy: Any) -> None:
-    from accel.backends.cupy_backend import CupyBackend
+    from accel.backends.cupy.backend import CupyBackend
     from accel.errors import BackendUnavailableError
 
     with pytest.raises(BackendUnavailableError, match="does not exist"):
@@ -71,7 +71,7 @@ def test_round_trip(backend: Any) -> None:
 # ---- Gram ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("gram_block_size", [None, 1, 7, 64])
 def test_gram_matches_dense(cupy: Any, gram_block_size: int | None) -> None:
-    from accel.backends.cupy_backend import CupyBackend
+    from accel.backends.cupy.backend import CupyBackend
 
     backend = CupyBackend(gram_block_size=gram_block_size)
     X = random_interactions(500, 130, 0.05, seed=1)
@@ -85,7 +85,7 @@ def test_gram_matches_dense(cupy: Any, gram_block_size: int | None) -> None:
 
 
 def test_gram_with_unused_items(cupy: Any) -> None:
-    from accel.backends.cupy_backend import CupyBackend
+    from accel.backends.cupy.backend import CupyBackend
 
     backend = CupyBackend(gram_block_size=1)
     X = sp.csr_matrix(np.array([[1, 0, 0, 1], [0, 0, 0, 1]], dtype=np.float32))
@@ -113,7 +113,7 @@ def test_gram_detects_an_empty_product(backend: Any, monkeypatch: pytest.MonkeyP
 @pytest.mark.parametrize("cholesky", ["auto", "blocked"])
 @pytest.mark.parametrize(("n", "block"), [(1, 4), (7, 3), (300, 64), (1000, 96)])
 def test_spd_inverse_float32(cupy: Any, n: int, block: int, cholesky: str) -> None:
-    from accel.backends.cupy_backend import CupyBackend
+    from accel.backends.cupy.backend import CupyBackend
 
     backend = CupyBackend(block_size=block, cholesky=cholesky)
     A = spd_matrix(n, seed=n)
@@ -127,7 +127,7 @@ def test_spd_inverse_float32(cupy: Any, n: int, block: int, cholesky: str) -> No
 
 
 def test_spd_inverse_float64(cupy: Any) -> None:
-    from accel.backends.cupy_backend import CupyBackend
+    from accel.backends.cupy.backend import CupyBackend
 
     backend = CupyBackend(block_size=50)
     A = spd_matrix(257, seed=9)
@@ -141,7 +141,7 @@ def test_spd_inverse_uses_cusolver_xpotrf(backend: Any) -> None:
 
 
 def test_spd_inverse_tf32(cupy: Any) -> None:
-    from accel.backends.cupy_backend import CupyBackend
+    from accel.backends.cupy.backend import CupyBackend
 
     backend = CupyBackend(block_size=128, math_mode="tf32")
     A = spd_matrix(600, seed=4)
@@ -152,7 +152,7 @@ def test_spd_inverse_tf32(cupy: Any) -> None:
 
 @pytest.mark.parametrize("cholesky", ["auto", "blocked"])
 def test_not_positive_definite_raises(cupy: Any, cholesky: str) -> None:
-    from accel.backends.cupy_backend import CupyBackend
+    from accel.backends.cupy.backend import CupyBackend
 
     backend = CupyBackend(block_size=8, cholesky=cholesky)
     A = spd_matrix(30, seed=1)

@@ -1,0 +1,104 @@
+"""CUDA kernels of the CuPy backend: CSR row scatter/fill, per-item Gram statistics, top-k keys.
+
+The CSR row kernels run one thread block per row, so they need no ``nnz``-long
+temporaries (no row index per stored entry); they are compiled once per value/index
+dtype and device.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+
+#: Threads per block of the CSR row kernels.
+ROW_THREADS = 128
+
+_ROW_KERNELS = r"""
+extern "C" __global__ void csr_rows_scatter(const IDX* indptr, const IDX* indices, const T* data,
+                                            T* out, long long ld, long long n_rows) {
+    const long long row = blockIdx.x;
+    if (row >= n_rows) return;
+    const long long end = indptr[row + 1];
+    T* out_row = out + row * ld;
+    for (long long p = indptr[row] + threadIdx.x; p < end; p += blockDim.x) {
+        out_row[indices[p]] = data[p];
+    }
+}
+
+extern "C" __global__ void csr_rows_fill(const IDX* indptr, const IDX* indices, const T value,
+                                         T* out, long long ld, long long n_rows) {
+    const long long row = blockIdx.x;
+    if (row >= n_rows) return;
+    const long long end = indptr[row + 1];
+    T* out_row = out + row * ld;
+    for (long long p = indptr[row] + threadIdx.x; p < end; p += blockDim.x) {
+        out_row[indices[p]] = value;
+    }
+}
+
+// Per column j of the CSR X: products[j] = sum over rows u holding j of len(u) (the scalar
+// products row j of X^T X costs in SpGEMM) and squares[j] = sum_u X[u, j]^2 (diag of X^T X).
+extern "C" __global__ void csr_column_stats(const IDX* indptr, const IDX* indices, const T* data,
+                                            unsigned long long* products, double* squares,
+                                            long long n_rows) {
+    const long long row = blockIdx.x;
+    if (row >= n_rows) return;
+    const long long start = indptr[row], end = indptr[row + 1];
+    const unsigned long long length = (unsigned long long)(end - start);
+    for (long long p = start + threadIdx.x; p < end; p += blockDim.x) {
+        const double value = (double)data[p];
+        atomicAdd(products + indices[p], length);
+        atomicAdd(squares + indices[p], value * value);
+    }
+}
+"""
+
+_C_TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
+_C_INDEX_TYPES = {np.dtype(np.int32): "int", np.dtype(np.int64): "long long"}
+
+
+@functools.cache
+def row_kernel(name: str, dtype: np.dtype, index_dtype: np.dtype, device_id: int) -> Any:
+    """A CSR row kernel of :data:`_ROW_KERNELS` by name, for one value and index dtype."""
+    import cupy
+
+    header = f"typedef {_C_TYPES[dtype]} T;\ntypedef {_C_INDEX_TYPES[index_dtype]} IDX;\n"
+    return cupy.RawModule(code=header + _ROW_KERNELS).get_function(name)
+
+
+#: Score → key with ascending keys for descending scores: NaN last, -0.0 equal to 0.0.
+_ORDER_BITS = {
+    "float32": """
+        unsigned int bits = (score == 0.0f) ? 0u : __float_as_uint(score);
+        unsigned int ascending = (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
+        if (isnan(score)) ascending = 0u;
+        """,
+    "float64": """
+        unsigned long long bits = (score == 0.0) ? 0ull : (unsigned long long)__double_as_longlong(score);
+        unsigned long long ascending = (bits & 0x8000000000000000ull) ? ~bits
+                                                                      : (bits | 0x8000000000000000ull);
+        if (isnan(score)) ascending = 0ull;
+        """,
+}
+
+
+@functools.cache
+def packed_topk_key_kernel(cupy: Any) -> Any:
+    """float32 score and its column → one unique uint64 key (score descending, then column ascending)."""
+    return cupy.ElementwiseKernel(
+        "float32 score, int64 n_cols",
+        "uint64 key",
+        _ORDER_BITS["float32"]
+        + "key = ((unsigned long long)(~ascending) << 32) | (unsigned long long)(i % n_cols);",
+        "accel_topk_keys",
+    )
+
+
+@functools.cache
+def order_key_kernel64(cupy: Any) -> Any:
+    """float64 score → uint64 key, ascending for descending scores (ties share a key)."""
+    return cupy.ElementwiseKernel(
+        "float64 score", "uint64 key", _ORDER_BITS["float64"] + "key = ~ascending;", "accel_order_keys64"
+    )

@@ -16,12 +16,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-#: CuPy's binding modules for the CUDA libraries the backend calls; importing one loads its library.
-LIBRARY_MODULES = {
-    "cuBLAS": "cupy_backends.cuda.libs.cublas",
-    "cuSOLVER": "cupy_backends.cuda.libs.cusolver",
-    "cuSPARSE": "cupy_backends.cuda.libs.cusparse",
-}
+#: CuPy's binding modules (in ``cupy_backends.cuda.libs``) for the CUDA libraries the backend calls.
+#: ``from cupy_backends.cuda.libs import cublas`` is what loads the library (CuPy 14 finds it then).
+LIBRARY_MODULES = {"cuBLAS": "cublas", "cuSOLVER": "cusolver", "cuSPARSE": "cusparse"}
 #: cudaDataType values (library_types.h).
 CUDA_DTYPE = {np.dtype(np.float32): 0, np.dtype(np.float64): 1}
 #: cusolverStatus_t names (cusolver_common.h), for error messages.
@@ -43,7 +40,7 @@ def missing_libraries() -> list[str]:
     missing = []
     for label, module in LIBRARY_MODULES.items():
         try:
-            importlib.import_module(module)
+            getattr(importlib.import_module("cupy_backends.cuda.libs"), module)
         except Exception as exc:  # ImportError, or a loader error from CuPy's library finder
             missing.append(f"{label}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
     return missing

@@ -1,0 +1,439 @@
+"""The first GPU run of accel in one command: versions, GPU tests, inverse accuracy, EASE at scale.
+
+Run through ``scripts/gpu_check.sh [OUT_DIR]``. Steps:
+
+a. CuPy, CUDA, the device and the Cholesky implementation in use;
+b. the CuPy backend's tests and the blocked inverse's CPU tests;
+c. the inverse at 20k, 50k and 80k items, exact and TF32, against a known inverse;
+d. a synthetic log of 1M users × 20k items (~48M interactions): the fit and top-10 for every
+   user, cold (a fresh process with an empty kernel cache) and warm, with ``fit_timings_`` and
+   the memory pool's peak;
+e. 1M users × 100k items: Gram and fit (exact and TF32, with top-10 agreement between them),
+   the pool peak against ``EASE.memory_required``; 50k items; the largest catalogue that fits;
+f. similaripy cosine (k=100) fit and top-10 on the 1M × 20k log on the host's cores.
+
+Results go to ``OUT_DIR/summary.json`` and ``OUT_DIR/summary.md``. Where no usable CUDA device
+is, only (a) and (b) run, nothing is written, and the script says why and exits 0.
+Budgeted from the measured H100 timings to finish in under 10 minutes; optional steps are
+skipped (with a line saying so) when the time left is short.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from accel.validation import binary_matrix  # noqa: E402
+
+TESTS = (
+    "tests/test_cupy_backend.py",
+    "tests/test_blocked_inverse.py",
+    "tests/test_cupy_names.py",
+    "tests/test_cupy_emulated.py",
+)
+SUMMARY_KEYS = (
+    "device",
+    "cupy",
+    "cuda",
+    "commit",
+    "fit_100k_fp32_s",
+    "fit_100k_tf32_s",
+    "tf32_top10_agreement",
+    "max_items_fitted",
+    "fit_50k_s",
+    "fit_50k_peak_over_n2",
+    "gram_1m_100k_s",
+    "top10_1m_20k_s",
+    "top10_1m_100k_s",
+    "job_1m_20k_warm_s",
+    "job_1m_20k_cold_s",
+    "similaripy_1m_20k_s",
+    "speedup_vs_similaripy_1m_20k",
+)
+#: Synthetic logs as in the GPU notes: 1M users, 50 skewed draws each (repeats count once).
+N_USERS = 1_000_000
+DRAWS_PER_USER = 50
+POPULARITY_EXPONENT = 0.8
+L2 = 500.0
+#: Largest catalogue the optional step tries (one n² float32 buffer caps an 80 GB card near 142k).
+MAX_ITEMS_TRY = 140_000
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+# ---- (a) versions ----------------------------------------------------------------------------
+def environment() -> dict[str, Any]:
+    """Versions, the commit, and whether (and which) CUDA device is usable."""
+    import scipy
+
+    from accel.backends import cupy_status
+
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "commit": _commit(),
+        "cupy": None,
+        "cuda": None,
+        "device": None,
+    }
+    try:
+        import cupy
+
+        info["cupy"] = cupy.__version__
+        runtime = cupy.cuda.runtime.runtimeGetVersion()
+        info["cuda"] = f"runtime {runtime // 1000}.{runtime % 1000 // 10}"
+        driver = cupy.cuda.runtime.driverGetVersion()
+        info["cuda"] += f", driver {driver // 1000}.{driver % 1000 // 10}"
+    except Exception as exc:
+        info["cuda_error"] = f"{type(exc).__name__}: {exc}"
+    info["usable"], info["reason"] = cupy_status()
+    if info["usable"]:
+        from accel.backends.cupy.backend import CupyBackend
+
+        backend = CupyBackend()
+        info["device"] = backend.memory_kind().removeprefix("GPU memory (").removesuffix(")")
+        info["cholesky"] = backend.cholesky_impl
+        info["free_bytes"] = backend.free_memory()
+    return info
+
+
+def _commit() -> str:
+    if os.environ.get("ACCEL_COMMIT"):
+        return os.environ["ACCEL_COMMIT"]
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        )
+        return result.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+# ---- (b) tests ---------------------------------------------------------------------------------
+def run_tests() -> dict[str, Any]:
+    """The CuPy and blocked-inverse test files in a subprocess; their summary line and exit code."""
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *TESTS]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    if result.returncode not in (0, 5):
+        log("\n".join(lines[-40:]))
+    return {"returncode": result.returncode, "summary": lines[-1] if lines else result.stderr.strip()}
+
+
+# ---- data --------------------------------------------------------------------------------------
+def synthetic_log(n_users: int, n_items: int, seed: int = 0) -> sp.csr_matrix:
+    """``n_users`` × ``n_items`` binary CSR: each user draws items with power-law popularity."""
+    rng = np.random.default_rng(seed)
+    weights = 1.0 / np.arange(1, n_items + 1, dtype=np.float64) ** POPULARITY_EXPONENT
+    cdf = np.cumsum(weights[rng.permutation(n_items)])
+    cdf /= cdf[-1]
+    cols = np.searchsorted(cdf, rng.random(n_users * DRAWS_PER_USER)).astype(np.int32)
+    np.minimum(cols, n_items - 1, out=cols)
+    rows = np.repeat(np.arange(n_users, dtype=np.int32), DRAWS_PER_USER)
+    return binary_matrix(rows, cols, (n_users, n_items), np.float32)
+
+
+# ---- GPU measurements --------------------------------------------------------------------------
+class Gpu:
+    """Timers and memory-pool peaks on the CuPy backend."""
+
+    def __init__(self) -> None:
+        import cupy
+
+        from accel.backends.cupy.backend import CupyBackend
+
+        self.cp = cupy
+        self.exact = CupyBackend()
+        self.tf32 = CupyBackend(math_mode="tf32")
+        self.pool = cupy.get_default_memory_pool()
+
+    def reset_pool(self) -> None:
+        self.cp.cuda.Device().synchronize()
+        self.pool.free_all_blocks()
+
+    def peak(self) -> int:
+        """Bytes the pool holds (used + cached) since :meth:`reset_pool`: the peak of what was live."""
+        self.cp.cuda.Device().synchronize()
+        return int(self.pool.total_bytes())
+
+    def timed(self, fn: Any) -> tuple[Any, float]:
+        self.cp.cuda.Device().synchronize()
+        start = time.perf_counter()
+        result = fn()
+        self.cp.cuda.Device().synchronize()
+        return result, time.perf_counter() - start
+
+
+def woodbury_rows(d: np.ndarray, U: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Rows ``rows`` of ``(diag(d) + U Uᵀ)⁻¹`` in float64 by the Woodbury identity (no n² matrix).
+
+    ``A⁻¹ = D⁻¹ − D⁻¹ U (I + Uᵀ D⁻¹ U)⁻¹ Uᵀ D⁻¹``.
+    """
+    Dinv_U = U / d[:, None]
+    core = np.linalg.inv(np.eye(U.shape[1]) + U.T @ Dinv_U)
+    want = -(Dinv_U[rows] @ core) @ Dinv_U.T
+    want[np.arange(len(rows)), rows] += 1.0 / d[rows]
+    return want
+
+
+def known_inverse_problem(n: int, rank: int = 64, sample: int = 256) -> tuple[np.ndarray, ...]:
+    """``d``, ``U`` (float32-exact) of an SPD ``diag(d) + U Uᵀ`` with EASE-like diagonal, sample rows."""
+    rng = np.random.default_rng(n)
+    d = L2 + rng.integers(0, 2000, n).astype(np.float64)
+    U = rng.standard_normal((n, rank)).astype(np.float32).astype(np.float64)
+    rows = np.sort(rng.choice(n, size=min(sample, n), replace=False))
+    return d, U, rows
+
+
+def inverse_check(gpu: Gpu, n: int) -> dict[str, Any]:
+    """Invert ``A = diag(d) + U Uᵀ`` (n × n) exact and TF32 in place; relative error on sample rows."""
+    cp = gpu.cp
+    d, U, rows = known_inverse_problem(n)
+    want = woodbury_rows(d, U, rows)
+    result: dict[str, Any] = {"n": n}
+    U_dev = cp.asarray(U, dtype=cp.float32)
+    for mode, backend in (("exact", gpu.exact), ("tf32", gpu.tf32)):
+        gpu.reset_pool()
+        A = cp.empty((n, n), dtype=cp.float32)
+        cp.matmul(U_dev, U_dev.T, out=A)
+        backend.add_to_diagonal(A, d.astype(np.float32))
+        _, seconds = gpu.timed(lambda A=A, backend=backend: backend.spd_inverse_inplace(A))
+        got = cp.asnumpy(A[cp.asarray(rows)]).astype(np.float64)
+        result[f"{mode}_s"] = round(seconds, 3)
+        result[f"{mode}_rel_error"] = float(np.abs(got - want).max() / np.abs(want).max())
+        result[f"{mode}_peak_over_n2"] = round(gpu.peak() / (4 * n * n), 3)
+        del A
+    return result
+
+
+def fit_and_top10(gpu: Gpu, X: sp.csr_matrix, backend: Any, top10: bool = True) -> dict[str, Any]:
+    """Fit EASE on ``X`` and (optionally) top-10 for every row; seconds, fit_timings_, pool peak."""
+    from accel.models.ease import EASE
+
+    gpu.reset_pool()
+    model, fit_s = gpu.timed(lambda: EASE(l2=L2, backend=backend).fit(X, show_progress=False))
+    out: dict[str, Any] = {
+        "fit_s": round(fit_s, 3),
+        "fit_timings": {k: round(v, 3) for k, v in model.fit_timings_.items()},
+        "fit_peak_bytes": gpu.peak(),
+        "memory_required": EASE.memory_required(X.shape[1], "float32", backend, X.nnz)
+        + 2 * (X.data.nbytes + X.indices.nbytes + X.indptr.nbytes),
+    }
+    if top10:
+        (ids, _scores), out["top10_s"] = gpu.timed(lambda model=model: model.recommend(X, k=10))
+        out["top10_s"] = round(out["top10_s"], 3)
+        out["ids"] = ids
+    del model
+    gpu.reset_pool()
+    return out
+
+
+def cold_job(path: str) -> dict[str, Any]:
+    """In a fresh process: fit and top-10 for every user of the saved log (kernels compile here)."""
+    X = sp.load_npz(path).tocsr()
+    start = time.perf_counter()
+    from accel.models.ease import EASE
+
+    model = EASE(l2=L2, backend="cupy").fit(X, show_progress=False)
+    model.recommend(X, k=10)
+    model.backend_.synchronize()
+    return {
+        "job_s": round(time.perf_counter() - start, 3),
+        "fit_timings": {k: round(v, 3) for k, v in model.fit_timings_.items()},
+    }
+
+
+def similaripy_job(X: sp.csr_matrix) -> dict[str, Any]:
+    """similaripy cosine (k=100) item-item fit, then top-10 unseen items for every user, on all cores."""
+    import similaripy
+
+    start = time.perf_counter()
+    S = similaripy.cosine(X.T.tocsr(), k=100, verbose=False, format_output="csr")
+    fit_s = time.perf_counter() - start
+    similaripy.dot_product(X, S.T.tocsr(), k=10, filter_cols=X, verbose=False, format_output="csr")
+    total = time.perf_counter() - start
+    return {"fit_s": round(fit_s, 3), "job_s": round(total, 3), "cores": os.cpu_count()}
+
+
+def agreement(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean share of each row's top-10 that two runs have in common."""
+    same = (a[:, :, None] == b[:, None, :]).any(axis=2)
+    return float(same.mean())
+
+
+def gpu_steps(gpu: Gpu, summary: dict[str, Any], details: dict[str, Any], deadline: float) -> None:
+    from accel.cli.info import largest_fit
+
+    log("(c) inverse at 20k, 50k, 80k items, exact and TF32, against a known inverse")
+    details["inverse"] = []
+    for n in (20_000, 50_000, 80_000):
+        row = inverse_check(gpu, n)
+        details["inverse"].append(row)
+        log(f"    {json.dumps(row)}")
+
+    log(f"(d) synthetic log {N_USERS:,} users × 20,000 items")
+    X20 = synthetic_log(N_USERS, 20_000, seed=1)
+    details["log_1m_20k_nnz"] = int(X20.nnz)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "log.npz")
+        sp.save_npz(path, X20, compressed=False)
+        env = {**os.environ, "CUPY_CACHE_DIR": os.path.join(tmp, "kernel-cache")}
+        result = subprocess.run(
+            [sys.executable, __file__, "--cold-job", path], env=env, capture_output=True, text=True
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"the cold job failed:\n{result.stderr[-3000:]}")
+        cold = json.loads(result.stdout.strip().splitlines()[-1])
+    details["cold_1m_20k"] = cold
+    summary["job_1m_20k_cold_s"] = cold["job_s"]
+    log(f"    cold (fresh process, empty kernel cache): {json.dumps(cold)}")
+    fit_and_top10(gpu, X20, gpu.exact)  # warms this process up
+    warm = fit_and_top10(gpu, X20, gpu.exact)
+    warm.pop("ids")
+    details["warm_1m_20k"] = warm
+    summary["top10_1m_20k_s"] = warm["top10_s"]
+    summary["job_1m_20k_warm_s"] = round(warm["fit_s"] + warm["top10_s"], 3)
+    log(f"    warm: {json.dumps(warm)}")
+
+    log("(f) similaripy cosine k=100 on the same log")
+    try:
+        simi = similaripy_job(X20)
+        details["similaripy_1m_20k"] = simi
+        summary["similaripy_1m_20k_s"] = simi["job_s"]
+        summary["speedup_vs_similaripy_1m_20k"] = round(simi["job_s"] / summary["job_1m_20k_warm_s"], 2)
+        log(f"    {json.dumps(simi)}")
+    except ImportError as exc:
+        log(f"    skipped: similaripy is not installed ({exc})")
+    del X20
+
+    log(f"(e) synthetic log {N_USERS:,} users × 100,000 items")
+    X100 = synthetic_log(N_USERS, 100_000, seed=2)
+    details["log_1m_100k_nnz"] = int(X100.nnz)
+    exact = fit_and_top10(gpu, X100, gpu.exact)
+    summary["gram_1m_100k_s"] = exact["fit_timings"]["gram"]
+    summary["fit_100k_fp32_s"] = exact["fit_s"]
+    summary["top10_1m_100k_s"] = exact["top10_s"]
+    summary["max_items_fitted"] = 100_000
+    tf32 = fit_and_top10(gpu, X100, gpu.tf32)
+    summary["fit_100k_tf32_s"] = tf32["fit_s"]
+    summary["tf32_top10_agreement"] = round(agreement(exact.pop("ids"), tf32.pop("ids")), 4)
+    for name, row in (("fit_1m_100k_exact", exact), ("fit_1m_100k_tf32", tf32)):
+        row["peak_over_memory_required"] = round(row["fit_peak_bytes"] / row["memory_required"], 3)
+        details[name] = row
+        log(f"    {name}: {json.dumps(row)}")
+
+    log("    50k items (the log's first 50,000 item columns)")
+    X50 = X100[:, :50_000]
+    X50 = X50[np.diff(X50.indptr) > 0]
+    del X100
+    fit50 = fit_and_top10(gpu, X50, gpu.exact, top10=False)
+    summary["fit_50k_s"] = fit50["fit_s"]
+    summary["fit_50k_peak_over_n2"] = round(fit50["fit_peak_bytes"] / (4 * 50_000**2), 3)
+    details["fit_1m_50k"] = fit50
+    log(f"    {json.dumps(fit50)}")
+    del X50
+
+    n_max = min(MAX_ITEMS_TRY, largest_fit(gpu.exact.free_memory() - (1 << 30), gpu.exact) // 10_000 * 10_000)
+    if n_max <= 100_000:
+        log(f"    largest catalogue: skipped, {n_max:,} items is the most that fits")
+    elif time.monotonic() + 150 > deadline:
+        log("    largest catalogue: skipped, not enough time left in the 10-minute budget")
+    else:
+        log(f"    largest catalogue: TF32 fit of {n_max:,} items")
+        Xmax = synthetic_log(N_USERS, n_max, seed=3)
+        try:
+            big = fit_and_top10(gpu, Xmax, gpu.tf32, top10=False)
+            summary["max_items_fitted"] = n_max
+            details[f"fit_1m_{n_max // 1000}k_tf32"] = big
+            log(f"    {json.dumps(big)}")
+        except Exception as exc:  # out of memory is a result here, not a crash
+            details["max_items_error"] = f"{n_max}: {type(exc).__name__}: {exc}"
+            log(f"    {n_max:,} items failed: {type(exc).__name__}: {exc}")
+
+
+def write_results(out: Path, summary: dict[str, Any], details: dict[str, Any]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps({**summary, "details": details}, indent=2) + "\n")
+    lines = ["| measurement | value |", "|---|---|"]
+    lines += [f"| {key} | {summary.get(key)} |" for key in SUMMARY_KEYS]
+    if details.get("inverse"):
+        lines += [
+            "",
+            "| n | exact s | exact rel. error | TF32 s | TF32 rel. error |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['n']:,} | {r['exact_s']} | {r['exact_rel_error']:.1e} | {r['tf32_s']} | "
+            f"{r['tf32_rel_error']:.1e} |"
+            for r in details["inverse"]
+        ]
+    (out / "summary.md").write_text("\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", nargs="?", default=str(ROOT / "bench" / "results" / "gpu"))
+    parser.add_argument("--budget", type=float, default=570.0, help="seconds for the whole run")
+    parser.add_argument("--skip-tests", action="store_true", help="do not run the test files")
+    parser.add_argument(
+        "--cpu-similaripy-users",
+        type=int,
+        default=0,
+        help="without a GPU: time similaripy on this many users",
+    )
+    parser.add_argument("--cold-job", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.cold_job:
+        print(json.dumps(cold_job(args.cold_job)))
+        return 0
+    deadline = time.monotonic() + args.budget
+
+    log("(a) environment")
+    env = environment()
+    for key in ("python", "numpy", "scipy", "cupy", "cuda", "device", "cholesky", "commit"):
+        log(f"    {key}: {env.get(key)}")
+    tests = {"summary": "skipped (--skip-tests)", "returncode": 0}
+    if not args.skip_tests:
+        log("(b) " + " ".join(TESTS))
+        tests = run_tests()
+        log(f"    {tests['summary']}")
+    if not env["usable"]:
+        if args.cpu_similaripy_users:
+            X = synthetic_log(args.cpu_similaripy_users, 20_000)
+            log(f"(f) similaripy on {X.shape[0]:,} users × 20,000 items: {json.dumps(similaripy_job(X))}")
+        log(f"skipped: no usable CUDA device ({env['reason']})")
+        return 0 if tests["returncode"] in (0, 5) else 1
+
+    summary: dict[str, Any] = dict.fromkeys(SUMMARY_KEYS)
+    summary.update(
+        {"device": env["device"], "cupy": env["cupy"], "cuda": env["cuda"], "commit": env["commit"]}
+    )
+    details: dict[str, Any] = {"environment": env, "tests": tests}
+    out = Path(args.out)
+    try:
+        gpu_steps(Gpu(), summary, details, deadline)
+    finally:
+        write_results(out, summary, details)
+        log(f"wrote {out / 'summary.json'} and {out / 'summary.md'}")
+    return 0 if tests["returncode"] in (0, 5) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

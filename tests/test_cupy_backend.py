@@ -95,6 +95,21 @@ def test_gram_with_unused_items(cupy: Any) -> None:
     np.testing.assert_array_equal(backend.to_host(out), dense.T @ dense)
 
 
+def test_column_stats(backend: Any) -> None:
+    X = random_interactions(300, 40, 0.1, seed=3)
+    X.data[:] = np.arange(1, X.nnz + 1) % 3 + 1  # not only ones
+    products, squares = backend._column_stats(backend.sparse_to_device(X, np.dtype(np.float32)))
+    lengths = np.diff(X.indptr)
+    dense = X.toarray().astype(np.float64)
+    np.testing.assert_array_equal(products.get(), (dense != 0).T @ lengths)
+    np.testing.assert_array_equal(squares.get(), (dense**2).sum(axis=0))
+
+
+def test_memory_plans_follow_free_memory(backend: Any) -> None:
+    assert backend.workspace_bytes(20_000, 4, nnz=48_500_000) > backend.workspace_bytes(20_000, 4)
+    assert backend.batch_bytes > 0.5 * backend.free_memory()
+
+
 def test_gram_detects_an_empty_product(backend: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     import cupyx.cusparse
     import cupyx.scipy.sparse
@@ -225,12 +240,13 @@ def test_topk_order_and_ties(backend: Any, dtype: type) -> None:
     assert ids.dtype == np.int64 and isinstance(ids, np.ndarray) and isinstance(values, np.ndarray)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("k", [1, 10, 600, 2000])
-def test_topk_matches_numpy(backend: Any, k: int) -> None:
+def test_topk_matches_numpy(backend: Any, k: int, dtype: type) -> None:
     from accel.backends.numpy_backend import topk_rows
 
     rng = np.random.default_rng(k)
-    scores = rng.integers(0, 50, size=(37, 2000)).astype(np.float32)  # many ties
+    scores = rng.integers(0, 50, size=(37, 2000)).astype(dtype)  # many ties
     scores[:, ::7] = -np.inf
     ids, values = backend.topk(backend.to_device(scores), k)
     want_ids, want_values = topk_rows(scores, k)

@@ -221,10 +221,10 @@ def test_row_kernels_compile(cupy_libraries: None, value_type: str, index_type: 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_topk_key_bodies_compile(cupy_libraries: None, dtype: str) -> None:
     """The ElementwiseKernel bodies, in a kernel shaped as CuPy generates one (``i`` is the flat index)."""
-    from accel.backends.cupy import kernels
+    from accel.backends.cupy import topk
 
     c_type = {"float32": "float", "float64": "double"}[dtype]
-    body = kernels._ORDER_BITS[dtype] + (
+    body = topk._ORDER_BITS[dtype] + (
         "key = ((unsigned long long)(~ascending) << 32) | (unsigned long long)(i % n_cols);"
         if dtype == "float32"
         else "key = ~ascending;"

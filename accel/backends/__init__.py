@@ -1,7 +1,8 @@
 """Array backends: the only place that knows NumPy from CuPy.
 
-``get_backend("auto")`` picks CuPy when it imports and a CUDA device answers,
-NumPy otherwise; ``get_backend("cupy")`` says why when CuPy cannot be used.
+``get_backend("auto")`` picks CuPy when it imports, its cuBLAS, cuSOLVER and cuSPARSE
+load and a CUDA device answers, NumPy otherwise; ``get_backend("cupy")`` says why when
+CuPy cannot be used.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 * :mod:`~accel.backends.cupy.libs` — whether CuPy and its CUDA libraries load; cuSOLVER's
   64-bit Cholesky through ``ctypes``.
 * :mod:`~accel.backends.cupy.inverse` — the blocked one-buffer inverse on cuBLAS/cuSOLVER.
-* :mod:`~accel.backends.cupy.kernels` — the CUDA kernels (CSR rows, Gram statistics, top-k keys).
+* :mod:`~accel.backends.cupy.kernels` — the CUDA kernels over CSR rows (scatter, fill, Gram statistics).
+* :mod:`~accel.backends.cupy.topk` — top-k by order-preserving keys and a selection, no full sort.
 * :mod:`~accel.backends.cupy.planning` — memory planning in plain NumPy.
 * :mod:`~accel.backends.cupy.backend` — :class:`CupyBackend` itself.
 

@@ -26,8 +26,14 @@ from accel.backends import _blocked_inverse as blocked
 from accel.backends.base import Array, Backend, SparseMatrix
 from accel.backends.cupy import planning
 from accel.backends.cupy.inverse import MATH_MODES, MathMode, spd_inverse
-from accel.backends.cupy.kernels import ROW_THREADS, order_key_kernel64, packed_topk_key_kernel, row_kernel
+from accel.backends.cupy.kernels import ROW_THREADS, row_kernel
 from accel.backends.cupy.libs import CUDA_DTYPE, Xpotrf, cupy_usable, device_name, load_xpotrf
+from accel.backends.cupy.topk import (
+    order_key_kernel64,
+    packed_topk_key_kernel,
+    smallest_keys,
+    smallest_packed,
+)
 from accel.errors import BackendUnavailableError
 
 CholeskyMode = Literal["auto", "cusolver", "blocked"]
@@ -334,45 +340,14 @@ class CupyBackend(Backend):
             for start in range(0, n_rows, chunk):
                 part = scores[start : start + chunk]
                 if part.dtype == np.float32:
-                    part_ids = self._topk_packed(part, k)
+                    keys = packed_topk_key_kernel(cp)(part, np.int64(n_cols))
+                    part_ids = smallest_packed(cp, keys, k)
                 else:
-                    part_ids = self._topk_selected(part, k)
+                    part_ids = smallest_keys(cp, order_key_kernel64(cp)(part), k)
                 part_values = cp.take_along_axis(part, part_ids, axis=1)
                 ids[start : start + chunk] = cp.asnumpy(part_ids)
                 values[start : start + chunk] = cp.asnumpy(part_values)
         return ids, values
-
-    def _topk_packed(self, scores: Array, k: int) -> Array:
-        """Column ids of each row's top ``k`` (float32 scores), best first, ties to the lower column.
-
-        Each score becomes a unique uint64 key: the high 32 bits order scores descending
-        (NaN last, -0.0 equal to 0.0), the low 32 bits are the column. The k smallest keys
-        per row are exactly the wanted entries, selected by CuPy's partition kernel.
-        """
-        cp = self._cp
-        keys = packed_topk_key_kernel(cp)(scores, np.int64(scores.shape[1]))
-        keys.partition(k - 1, axis=1)
-        head = cp.sort(keys[:, :k], axis=1)
-        return (head & np.uint64(0xFFFFFFFF)).astype(cp.int64)
-
-    def _topk_selected(self, scores: Array, k: int) -> Array:
-        """Column ids of each row's top ``k`` for float64 scores: a selection, then a sort of k per row.
-
-        Order keys (ascending for descending scores) are partitioned to find each row's
-        k-th key; every key below it is taken, and of those equal to it the lowest
-        columns until k are chosen; only those k are sorted (stably, so ties keep column order).
-        """
-        cp = self._cp
-        keys = order_key_kernel64(cp)(scores)
-        kth = cp.partition(keys, k - 1, axis=1)[:, k - 1 : k]
-        better = keys < kth
-        tied = keys == kth
-        room = k - better.sum(axis=1, dtype=cp.int32)
-        take = better | (tied & (cp.cumsum(tied, axis=1, dtype=cp.int32) <= room[:, None]))
-        del better, tied
-        columns = cp.nonzero(take)[1].reshape(scores.shape[0], k)
-        order = cp.argsort(cp.take_along_axis(keys, columns, axis=1), axis=1)
-        return cp.take_along_axis(columns, order, axis=1).astype(cp.int64, copy=False)
 
     # ---- helpers -------------------------------------------------------------
     def _canonical(self, X: Any, dtype: np.dtype) -> Any:

@@ -1,4 +1,4 @@
-"""CUDA kernels of the CuPy backend: CSR row scatter/fill, per-item Gram statistics, top-k keys.
+"""CUDA kernels of the CuPy backend over CSR rows: scatter, fill, and per-item Gram statistics.
 
 The CSR row kernels run one thread block per row, so they need no ``nnz``-long
 temporaries (no row index per stored entry); they are compiled once per value/index
@@ -66,39 +66,3 @@ def row_kernel(name: str, dtype: np.dtype, index_dtype: np.dtype, device_id: int
 
     header = f"typedef {_C_TYPES[dtype]} T;\ntypedef {_C_INDEX_TYPES[index_dtype]} IDX;\n"
     return cupy.RawModule(code=header + _ROW_KERNELS).get_function(name)
-
-
-#: Score → key with ascending keys for descending scores: NaN last, -0.0 equal to 0.0.
-_ORDER_BITS = {
-    "float32": """
-        unsigned int bits = (score == 0.0f) ? 0u : __float_as_uint(score);
-        unsigned int ascending = (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
-        if (isnan(score)) ascending = 0u;
-        """,
-    "float64": """
-        unsigned long long bits = (score == 0.0) ? 0ull : (unsigned long long)__double_as_longlong(score);
-        unsigned long long ascending = (bits & 0x8000000000000000ull) ? ~bits
-                                                                      : (bits | 0x8000000000000000ull);
-        if (isnan(score)) ascending = 0ull;
-        """,
-}
-
-
-@functools.cache
-def packed_topk_key_kernel(cupy: Any) -> Any:
-    """float32 score and its column → one unique uint64 key (score descending, then column ascending)."""
-    return cupy.ElementwiseKernel(
-        "float32 score, int64 n_cols",
-        "uint64 key",
-        _ORDER_BITS["float32"]
-        + "key = ((unsigned long long)(~ascending) << 32) | (unsigned long long)(i % n_cols);",
-        "accel_topk_keys",
-    )
-
-
-@functools.cache
-def order_key_kernel64(cupy: Any) -> Any:
-    """float64 score → uint64 key, ascending for descending scores (ties share a key)."""
-    return cupy.ElementwiseKernel(
-        "float64 score", "uint64 key", _ORDER_BITS["float64"] + "key = ~ascending;", "accel_order_keys64"
-    )

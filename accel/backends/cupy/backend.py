@@ -359,29 +359,24 @@ class CupyBackend(Backend):
         X.sum_duplicates()
         return X
 
-    def _row_launch(self, X: Any, out: Array) -> tuple[tuple[int], tuple[int], int]:
-        if out.ndim != 2 or out.strides[1] != out.itemsize or out.strides[0] % out.itemsize:
-            raise ValueError("the dense operand must have unit column stride")
-        return (X.shape[0],), (ROW_THREADS,), out.strides[0] // out.itemsize
-
     def _scatter_rows(self, X: Any, out: Array) -> None:
         """``out[u, j] = X[u, j]`` for every stored entry of the CSR ``X``."""
-        if X.shape[0] == 0 or X.nnz == 0:
-            return
-        grid, block, ld = self._row_launch(X, out)
-        kernel = row_kernel(
-            "csr_rows_scatter", np.dtype(out.dtype), np.dtype(X.indices.dtype), self.device_id
-        )
-        data = X.data.astype(out.dtype, copy=False)
-        indptr = X.indptr.astype(X.indices.dtype, copy=False)
-        kernel(grid, block, (indptr, X.indices, data, out, np.int64(ld), np.int64(X.shape[0])))
+        self._assign_rows(X, out, X.data.astype(out.dtype, copy=False), 0.0)
 
     def _fill_rows(self, X: Any, out: Array, value: float) -> None:
         """``out[u, j] = value`` for every stored entry of the CSR ``X``."""
+        self._assign_rows(X, out, None, value)
+
+    def _assign_rows(self, X: Any, out: Array, data: Array | None, value: float) -> None:
+        """The ``csr_rows_assign`` kernel: ``data`` where given, else ``value``."""
         if X.shape[0] == 0 or X.nnz == 0:
             return
-        grid, block, ld = self._row_launch(X, out)
-        kernel = row_kernel("csr_rows_fill", np.dtype(out.dtype), np.dtype(X.indices.dtype), self.device_id)
+        if out.ndim != 2 or out.strides[1] != out.itemsize or out.strides[0] % out.itemsize:
+            raise ValueError("the dense operand must have unit column stride")
+        dtype = np.dtype(out.dtype)
+        kernel = row_kernel("csr_rows_assign", dtype, np.dtype(X.indices.dtype), self.device_id)
         indptr = X.indptr.astype(X.indices.dtype, copy=False)
-        fill = np.dtype(out.dtype).type(value)
-        kernel(grid, block, (indptr, X.indices, fill, out, np.int64(ld), np.int64(X.shape[0])))
+        source = (out, np.int32(0)) if data is None else (data, np.int32(1))
+        ld = np.int64(out.strides[0] // out.itemsize)
+        args = (indptr, X.indices, *source, dtype.type(value), out, ld, np.int64(X.shape[0]))
+        kernel((X.shape[0],), (ROW_THREADS,), args)

@@ -16,25 +16,16 @@ import numpy as np
 ROW_THREADS = 128
 
 _ROW_KERNELS = r"""
-extern "C" __global__ void csr_rows_scatter(const IDX* indptr, const IDX* indices, const T* data,
-                                            T* out, long long ld, long long n_rows) {
+// out[u, j] = data[p] (or value, where use_data is 0) for every stored entry p = (u, j) of the CSR.
+extern "C" __global__ void csr_rows_assign(const IDX* indptr, const IDX* indices, const T* data,
+                                           const int use_data, const T value, T* out, long long ld,
+                                           long long n_rows) {
     const long long row = blockIdx.x;
     if (row >= n_rows) return;
     const long long end = indptr[row + 1];
     T* out_row = out + row * ld;
     for (long long p = indptr[row] + threadIdx.x; p < end; p += blockDim.x) {
-        out_row[indices[p]] = data[p];
-    }
-}
-
-extern "C" __global__ void csr_rows_fill(const IDX* indptr, const IDX* indices, const T value,
-                                         T* out, long long ld, long long n_rows) {
-    const long long row = blockIdx.x;
-    if (row >= n_rows) return;
-    const long long end = indptr[row + 1];
-    T* out_row = out + row * ld;
-    for (long long p = indptr[row] + threadIdx.x; p < end; p += blockDim.x) {
-        out_row[indices[p]] = value;
+        out_row[indices[p]] = use_data ? data[p] : value;
     }
 }
 

@@ -113,31 +113,28 @@ class Xpotrf:
                          size_t wsHost, int *info)
     """
 
+    #: (handle, params, uplo, n, dataTypeA, A, lda, computeType): what both calls start with.
+    _HEAD: ClassVar[list[Any]] = [
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_int,
+        ctypes.c_int64,
+        ctypes.c_int,
+        ctypes.c_void_p,
+        ctypes.c_int64,
+        ctypes.c_int,
+    ]
     SIGNATURES: ClassVar[dict[str, list[Any]]] = {
         "cusolverDnCreate": [ctypes.POINTER(ctypes.c_void_p)],
         "cusolverDnSetStream": [ctypes.c_void_p, ctypes.c_void_p],
         "cusolverDnCreateParams": [ctypes.POINTER(ctypes.c_void_p)],
         "cusolverDnXpotrf_bufferSize": [
-            ctypes.c_void_p,
-            ctypes.c_void_p,
-            ctypes.c_int,
-            ctypes.c_int64,
-            ctypes.c_int,
-            ctypes.c_void_p,
-            ctypes.c_int64,
-            ctypes.c_int,
+            *_HEAD,
             ctypes.POINTER(ctypes.c_size_t),
             ctypes.POINTER(ctypes.c_size_t),
         ],
         "cusolverDnXpotrf": [
-            ctypes.c_void_p,
-            ctypes.c_void_p,
-            ctypes.c_int,
-            ctypes.c_int64,
-            ctypes.c_int,
-            ctypes.c_void_p,
-            ctypes.c_int64,
-            ctypes.c_int,
+            *_HEAD,
             ctypes.c_void_p,
             ctypes.c_size_t,
             ctypes.c_void_p,
@@ -172,19 +169,19 @@ class Xpotrf:
         self._check(lib.cusolverDnSetStream(self._handle, ctypes.c_void_p(stream)), "cusolverDnSetStream")
         cuda_dtype = CUDA_DTYPE[np.dtype(dtype)]
         device_bytes, host_bytes = ctypes.c_size_t(), ctypes.c_size_t()
+        # (handle, params, uplo, n, dataTypeA, A, lda, computeType): the head both calls share.
+        head = (
+            self._handle,
+            self._params,
+            self._LOWER,
+            n,
+            cuda_dtype,
+            ctypes.c_void_p(pointer),
+            lda,
+            cuda_dtype,
+        )
         self._check(
-            lib.cusolverDnXpotrf_bufferSize(
-                self._handle,
-                self._params,
-                self._LOWER,
-                n,
-                cuda_dtype,
-                ctypes.c_void_p(pointer),
-                lda,
-                cuda_dtype,
-                ctypes.byref(device_bytes),
-                ctypes.byref(host_bytes),
-            ),
+            lib.cusolverDnXpotrf_bufferSize(*head, ctypes.byref(device_bytes), ctypes.byref(host_bytes)),
             "cusolverDnXpotrf_bufferSize",
         )
         device_work = cupy.empty(max(1, device_bytes.value), dtype=cupy.uint8)
@@ -192,14 +189,7 @@ class Xpotrf:
         info = cupy.zeros((), dtype=cupy.int32)
         self._check(
             lib.cusolverDnXpotrf(
-                self._handle,
-                self._params,
-                self._LOWER,
-                n,
-                cuda_dtype,
-                ctypes.c_void_p(pointer),
-                lda,
-                cuda_dtype,
+                *head,
                 ctypes.c_void_p(device_work.data.ptr),
                 device_bytes.value,
                 ctypes.c_void_p(host_work.ctypes.data) if host_bytes.value else None,

@@ -19,6 +19,7 @@ SCRIPT = ROOT / "scripts" / "gpu_check.sh"
 def load_gpu_check():
     spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "scripts" / "gpu_check.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -37,6 +38,26 @@ def test_without_a_gpu_runs_cpu_steps_and_writes_nothing(tmp_path: Path) -> None
     assert "(a) environment" in result.stdout and "numpy:" in result.stdout
     assert "skipped: no usable CUDA device (" in result.stdout
     assert not out.exists()
+
+
+def test_host_dry_run_fills_every_summary_key(tmp_path: Path) -> None:
+    """Every GPU step, on the NumPy backend at toy sizes: the script's logic end to end."""
+    gpu_check = load_gpu_check()
+    assert gpu_check.main([str(tmp_path), "--host-dry-run", "--skip-tests"]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["dry_run"] is True and "not a measurement" in summary["device"]
+    missing = {key for key in gpu_check.SUMMARY_KEYS if summary[key] is None}
+    assert missing <= {"cupy", "cuda", "fit_50k_peak_over_n2"}  # the host has no pool, maybe no CuPy
+    assert 0.0 <= summary["tf32_top10_agreement"] <= 1.0
+    assert summary["max_items_fitted"] == gpu_check.TOY.max_try
+    for row in summary["details"]["inverse"]:
+        assert row["exact_rel_error"] < 1e-4
+    assert "| fit_50k_s |" in (tmp_path / "summary.md").read_text()
+
+
+def test_host_dry_run_needs_an_explicit_folder() -> None:
+    with pytest.raises(SystemExit):
+        load_gpu_check().main(["--host-dry-run", "--skip-tests"])
 
 
 def test_script_is_executable() -> None:

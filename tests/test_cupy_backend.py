@@ -95,6 +95,25 @@ def test_gram_with_unused_items(cupy: Any) -> None:
     np.testing.assert_array_equal(backend.to_host(out), dense.T @ dense)
 
 
+def test_gram_is_one_block_when_memory_allows(backend: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import cupyx.cusparse
+
+    calls = []
+    spgemm = cupyx.cusparse.spgemm
+
+    def counted(a: Any, b: Any, alpha: float = 1) -> Any:
+        calls.append(a.shape[0])
+        return spgemm(a, b, alpha)
+
+    monkeypatch.setattr(cupyx.cusparse, "spgemm", counted)
+    X = random_interactions(3000, 400, 0.05, seed=8)
+    out = backend.empty((400, 400), np.dtype(np.float32))
+    backend.gram(backend.sparse_to_device(X, np.dtype(np.float32)), out)
+    dense = X.toarray().astype(np.float64)
+    np.testing.assert_array_equal(backend.to_host(out), dense.T @ dense)
+    assert calls == [400]  # blocks are sized from free memory, not from a share of n²
+
+
 def test_column_stats(backend: Any) -> None:
     X = random_interactions(300, 40, 0.1, seed=3)
     X.data[:] = np.arange(1, X.nnz + 1) % 3 + 1  # not only ones

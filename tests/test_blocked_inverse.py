@@ -7,7 +7,8 @@ import pytest
 
 from accel.backends import _blocked_inverse as blocked
 from accel.backends._blocked_inverse import NumpyExecutor, Ref, spd_inverse_inplace_numpy
-from accel.backends.cupy_backend import gram_workspace_bytes, plan_row_blocks
+from accel.backends.cupy import planning
+from accel.backends.cupy.planning import plan_gram_blocks, plan_row_blocks
 
 
 def spd_matrix(n: int, seed: int, dtype: type = np.float64) -> np.ndarray:
@@ -181,7 +182,26 @@ def test_plan_row_blocks_edge_cases() -> None:
     assert plan_row_blocks(np.ones(3), 100, 1e18) == [(0, 3)]
 
 
-def test_gram_workspace_bounds() -> None:
-    assert gram_workspace_bytes(10, 4) == 64 << 20
-    assert gram_workspace_bytes(200_000, 4) == 2 << 30
-    assert gram_workspace_bytes(20_000, 4) == 20_000**2 * 4 // 8
+def test_gram_blocks_grow_with_free_memory() -> None:
+    # 1M users × 20k items, ~50 interactions each: about 2.5e9 scalar products in all.
+    products = np.full(20_000, 125_000.0)
+    few = plan_gram_blocks(products, free_bytes=70 << 30)
+    many = plan_gram_blocks(products, free_bytes=4 << 30)
+    assert len(few) <= 4 < len(many)
+    for blocks in (few, many):
+        assert blocks[0][0] == 0 and blocks[-1][1] == 20_000
+        assert all(products[a:b].sum() <= planning.MAX_PRODUCTS_PER_BLOCK for a, b in blocks)
+    budget = int((4 << 30) * planning.GRAM_FREE_SHARE)
+    assert all(products[a:b].sum() * planning.BYTES_PER_PRODUCT <= budget for a, b in many)
+    assert plan_gram_blocks(products, 70 << 30, max_rows=7)[0] == (0, 7)
+
+
+def test_workspace_counts_interactions() -> None:
+    # The transpose buffer of X grows with the interactions; the inverse's with b × n.
+    assert (
+        planning.gram_workspace_bytes(100_000, 48_500_000) - planning.gram_workspace_bytes(100_000, 0)
+        == 48_500_000 * planning.TRANSPOSE_BUFFER_PER_NNZ
+    )
+    assert planning.inverse_workspace_bytes(100_000, 4, 1024) == 1024 * 100_000 * 4 + planning.INVERSE_SLACK
+    assert planning.topk_chunk_rows(8 << 30, 20_000, np.dtype(np.float32)) == 26_843
+    assert planning.topk_chunk_rows(0, 20_000, np.dtype(np.float64)) == 1

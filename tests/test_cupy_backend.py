@@ -16,7 +16,7 @@ pytestmark = pytest.mark.gpu
 @pytest.fixture(scope="module")
 def cupy() -> Any:
     module = pytest.importorskip("cupy", reason="CuPy is not installed")
-    from accel.backends.cupy_backend import cupy_usable
+    from accel.backends.cupy import cupy_usable
 
     usable, reason = cupy_usable()
     if not usable:
@@ -26,7 +26,7 @@ def cupy() -> Any:
 
 @pytest.fixture(scope="module")
 def backend(cupy: Any) -> Any:
-    from accel.backends.cupy_backend import CupyBackend
+    from accel.backends.cupy.backend import CupyBackend
 
     return CupyBackend()
 
@@ -44,7 +44,7 @@ def rel_error(got: np.ndarray, want: np.ndarray) -> float:
 
 # ---- construction, memory, movement -------------------------------------------------------------
 def test_unusable_device_is_reported(cupy: Any) -> None:
-    from accel.backends.cupy_backend import CupyBackend
+    from accel.backends.cupy.backend import CupyBackend
     from accel.errors import BackendUnavailableError
 
     with pytest.raises(BackendUnavailableError, match="does not exist"):
@@ -71,7 +71,7 @@ def test_round_trip(backend: Any) -> None:
 # ---- Gram ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("gram_block_size", [None, 1, 7, 64])
 def test_gram_matches_dense(cupy: Any, gram_block_size: int | None) -> None:
-    from accel.backends.cupy_backend import CupyBackend
+    from accel.backends.cupy.backend import CupyBackend
 
     backend = CupyBackend(gram_block_size=gram_block_size)
     X = random_interactions(500, 130, 0.05, seed=1)
@@ -85,7 +85,7 @@ def test_gram_matches_dense(cupy: Any, gram_block_size: int | None) -> None:
 
 
 def test_gram_with_unused_items(cupy: Any) -> None:
-    from accel.backends.cupy_backend import CupyBackend
+    from accel.backends.cupy.backend import CupyBackend
 
     backend = CupyBackend(gram_block_size=1)
     X = sp.csr_matrix(np.array([[1, 0, 0, 1], [0, 0, 0, 1]], dtype=np.float32))
@@ -93,6 +93,40 @@ def test_gram_with_unused_items(cupy: Any) -> None:
     backend.gram(backend.sparse_to_device(X, np.dtype(np.float32)), out)
     dense = X.toarray().astype(np.float64)
     np.testing.assert_array_equal(backend.to_host(out), dense.T @ dense)
+
+
+def test_gram_is_one_block_when_memory_allows(backend: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import cupyx.cusparse
+
+    calls = []
+    spgemm = cupyx.cusparse.spgemm
+
+    def counted(a: Any, b: Any, alpha: float = 1) -> Any:
+        calls.append(a.shape[0])
+        return spgemm(a, b, alpha)
+
+    monkeypatch.setattr(cupyx.cusparse, "spgemm", counted)
+    X = random_interactions(3000, 400, 0.05, seed=8)
+    out = backend.empty((400, 400), np.dtype(np.float32))
+    backend.gram(backend.sparse_to_device(X, np.dtype(np.float32)), out)
+    dense = X.toarray().astype(np.float64)
+    np.testing.assert_array_equal(backend.to_host(out), dense.T @ dense)
+    assert calls == [400]  # blocks are sized from free memory, not from a share of n²
+
+
+def test_column_stats(backend: Any) -> None:
+    X = random_interactions(300, 40, 0.1, seed=3)
+    X.data[:] = np.arange(1, X.nnz + 1) % 3 + 1  # not only ones
+    products, squares = backend._column_stats(backend.sparse_to_device(X, np.dtype(np.float32)))
+    lengths = np.diff(X.indptr)
+    dense = X.toarray().astype(np.float64)
+    np.testing.assert_array_equal(products.get(), (dense != 0).T @ lengths)
+    np.testing.assert_array_equal(squares.get(), (dense**2).sum(axis=0))
+
+
+def test_memory_plans_follow_free_memory(backend: Any) -> None:
+    assert backend.workspace_bytes(20_000, 4, nnz=48_500_000) > backend.workspace_bytes(20_000, 4)
+    assert backend.batch_bytes > 0.5 * backend.free_memory()
 
 
 def test_gram_detects_an_empty_product(backend: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -113,7 +147,7 @@ def test_gram_detects_an_empty_product(backend: Any, monkeypatch: pytest.MonkeyP
 @pytest.mark.parametrize("cholesky", ["auto", "blocked"])
 @pytest.mark.parametrize(("n", "block"), [(1, 4), (7, 3), (300, 64), (1000, 96)])
 def test_spd_inverse_float32(cupy: Any, n: int, block: int, cholesky: str) -> None:
-    from accel.backends.cupy_backend import CupyBackend
+    from accel.backends.cupy.backend import CupyBackend
 
     backend = CupyBackend(block_size=block, cholesky=cholesky)
     A = spd_matrix(n, seed=n)
@@ -127,7 +161,7 @@ def test_spd_inverse_float32(cupy: Any, n: int, block: int, cholesky: str) -> No
 
 
 def test_spd_inverse_float64(cupy: Any) -> None:
-    from accel.backends.cupy_backend import CupyBackend
+    from accel.backends.cupy.backend import CupyBackend
 
     backend = CupyBackend(block_size=50)
     A = spd_matrix(257, seed=9)
@@ -141,7 +175,7 @@ def test_spd_inverse_uses_cusolver_xpotrf(backend: Any) -> None:
 
 
 def test_spd_inverse_tf32(cupy: Any) -> None:
-    from accel.backends.cupy_backend import CupyBackend
+    from accel.backends.cupy.backend import CupyBackend
 
     backend = CupyBackend(block_size=128, math_mode="tf32")
     A = spd_matrix(600, seed=4)
@@ -152,7 +186,7 @@ def test_spd_inverse_tf32(cupy: Any) -> None:
 
 @pytest.mark.parametrize("cholesky", ["auto", "blocked"])
 def test_not_positive_definite_raises(cupy: Any, cholesky: str) -> None:
-    from accel.backends.cupy_backend import CupyBackend
+    from accel.backends.cupy.backend import CupyBackend
 
     backend = CupyBackend(block_size=8, cholesky=cholesky)
     A = spd_matrix(30, seed=1)
@@ -225,12 +259,13 @@ def test_topk_order_and_ties(backend: Any, dtype: type) -> None:
     assert ids.dtype == np.int64 and isinstance(ids, np.ndarray) and isinstance(values, np.ndarray)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("k", [1, 10, 600, 2000])
-def test_topk_matches_numpy(backend: Any, k: int) -> None:
+def test_topk_matches_numpy(backend: Any, k: int, dtype: type) -> None:
     from accel.backends.numpy_backend import topk_rows
 
     rng = np.random.default_rng(k)
-    scores = rng.integers(0, 50, size=(37, 2000)).astype(np.float32)  # many ties
+    scores = rng.integers(0, 50, size=(37, 2000)).astype(dtype)  # many ties
     scores[:, ::7] = -np.inf
     ids, values = backend.topk(backend.to_device(scores), k)
     want_ids, want_values = topk_rows(scores, k)

@@ -1,7 +1,8 @@
 """Array backends: the only place that knows NumPy from CuPy.
 
-``get_backend("auto")`` picks CuPy when it imports and a CUDA device answers,
-NumPy otherwise; ``get_backend("cupy")`` says why when CuPy cannot be used.
+``get_backend("auto")`` picks CuPy when it imports, its cuBLAS, cuSOLVER and cuSPARSE
+load and a CUDA device answers, NumPy otherwise; ``get_backend("cupy")`` says why when
+CuPy cannot be used.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ BACKEND_NAMES = ("auto", "numpy", "cupy")
 def cupy_status() -> tuple[bool, str]:
     """Whether the CuPy backend is usable here, and if not, why."""
     try:
-        from accel.backends.cupy_backend import cupy_usable
+        from accel.backends.cupy import cupy_usable
     except ImportError as exc:  # pragma: no cover - the module itself imports nothing heavy
         return False, f"the CuPy backend module failed to import: {exc}"
     return cupy_usable()
@@ -34,7 +35,7 @@ def get_backend(name: str | Backend = "auto") -> Backend:
     if name == "cupy" and not usable:
         raise BackendUnavailableError(f"the CuPy backend cannot be used: {reason}")
     if usable:
-        from accel.backends.cupy_backend import CupyBackend
+        from accel.backends.cupy.backend import CupyBackend
 
         return CupyBackend()
     return NumpyBackend()

@@ -55,8 +55,9 @@ class Backend(ABC):
     def memory_kind(self) -> str:
         """Human words for where arrays live, e.g. ``"host RAM"`` or ``"GPU memory (H100)"``."""
 
-    def workspace_bytes(self, n_items: int, itemsize: int) -> int:
-        """Bytes beyond the one n² buffer that a fit of ``n_items`` items may take at peak."""
+    def workspace_bytes(self, n_items: int, itemsize: int, nnz: int = 0) -> int:
+        """Bytes beyond the one n² buffer (and X, Xᵀ) that a fit of ``n_items`` items and ``nnz``
+        interactions may take at peak."""
         return 0
 
     # ---- EASE kernels ----------------------------------------------------

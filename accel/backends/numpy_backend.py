@@ -129,7 +129,7 @@ class NumpyBackend(Backend):
         budget = min(_GRAM_BLOCK_BYTES, _GRAM_WORKSPACE_FRACTION * n_items**2 * itemsize / self.n_threads)
         return int(max(1, min(n_items, budget // (_BYTES_PER_PRODUCT * n_items))))
 
-    def workspace_bytes(self, n_items: int, itemsize: int) -> int:
+    def workspace_bytes(self, n_items: int, itemsize: int, nnz: int = 0) -> int:
         gram = self.n_threads * self._gram_block_rows(n_items, itemsize) * n_items * _BYTES_PER_PRODUCT
         symmetrise = 2 * _symmetrise_rows(n_items) * n_items * itemsize
         # The blocked Cholesky holds one panel and one product tile of block × n.

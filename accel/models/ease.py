@@ -70,16 +70,20 @@ class EASE(Recommender):
         check_nonnegative("l2", self.l2)
 
     @staticmethod
-    def memory_required(n_items: int, dtype: str = "float32", backend: str | Backend = "numpy") -> int:
-        """Peak bytes an ``n_items`` fit needs beyond the input matrix: one n² buffer plus workspace."""
+    def memory_required(
+        n_items: int, dtype: str = "float32", backend: str | Backend = "numpy", n_interactions: int = 0
+    ) -> int:
+        """Peak bytes an ``n_items`` fit of ``n_interactions`` needs beyond the input matrix (and its
+        transpose): one n² buffer plus the backend's workspace."""
         itemsize = check_dtype(dtype).itemsize
-        return int(n_items) ** 2 * itemsize + get_backend(backend).workspace_bytes(int(n_items), itemsize)
+        workspace = get_backend(backend).workspace_bytes(int(n_items), itemsize, int(n_interactions))
+        return int(n_items) ** 2 * itemsize + workspace
 
     def _check_memory(self, X: sp.csr_matrix) -> None:
         backend = self.backend_
         # The Gram step holds X on the device and its transpose (items × users) beside it.
         x_bytes = 2 * (X.data.nbytes + X.indices.nbytes + X.indptr.nbytes)
-        needed = self.memory_required(self.n_items_, self.dtype_.name, backend) + x_bytes
+        needed = self.memory_required(self.n_items_, self.dtype_.name, backend, X.nnz) + x_bytes
         available = backend.free_memory()
         if needed > available:
             raise InsufficientMemoryError(

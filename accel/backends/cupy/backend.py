@@ -1,0 +1,382 @@
+"""CupyBackend: EASE's Gram, inverse and scoring on one CUDA device.
+
+* Gram ``XᵀX``: ``cupyx.cusparse.spgemm`` on blocks of item rows of ``Xᵀ``, each block
+  product scattered into its rows of the preallocated output. Blocks are planned from
+  the memory free once the n² buffer exists (:func:`planning.plan_gram_blocks`) and
+  ``diag(G)`` is checked against per-item sums afterwards, because a one-shot product
+  at 1M × 20k silently came back empty on an H100.
+* Inverse: :mod:`accel.backends.cupy.inverse` (cuSOLVER ``Xpotrf`` + cuBLAS, one buffer).
+* Scoring: ``cusparseSpMM`` with a row-major dense operand through CuPy's generic-API
+  bindings ``createCsr``/``createDnMat``/``spMM_bufferSize``/``spMM``
+  (``cupy_backends/cuda/libs/cusparse.pxd``), so ``W`` is never copied (``cupyx``'s
+  ``csr @ dense`` converts it to Fortran order first). The algorithm is
+  ``CUSPARSE_MM_ALG_DEFAULT``, what ``cupyx/cusparse.py`` passes to SpMM.
+* Top-k: selection with ``ndarray.partition`` on order-preserving integer keys, never a
+  full sort of a row; ties go to the lower column.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import scipy.sparse as sp
+
+from accel.backends import _blocked_inverse as blocked
+from accel.backends.base import Array, Backend, SparseMatrix
+from accel.backends.cupy import planning
+from accel.backends.cupy.inverse import MATH_MODES, MathMode, spd_inverse
+from accel.backends.cupy.kernels import ROW_THREADS, row_kernel
+from accel.backends.cupy.libs import CUDA_DTYPE, Xpotrf, cupy_usable, device_name, load_xpotrf
+from accel.backends.cupy.topk import (
+    order_key_kernel64,
+    packed_topk_key_kernel,
+    smallest_keys,
+    smallest_packed,
+)
+from accel.errors import BackendUnavailableError
+
+CholeskyMode = Literal["auto", "cusolver", "blocked"]
+#: Share of free device memory one scoring batch may use (the model takes a further share of it).
+_BATCH_FREE_SHARE = 1.0
+
+
+class CupyBackend(Backend):
+    """CuPy arrays on one CUDA device.
+
+    Parameters
+    ----------
+    device:
+        CUDA device index (default: CuPy's current device).
+    block_size:
+        Panel width of the blocked inverse; its workspace is ``block_size × n`` elements.
+    math_mode:
+        ``"exact"`` (float32/float64 as stored) or ``"tf32"``: TF32 tensor cores in the
+        cuBLAS steps of the inverse (≈2× faster on an H100, relative error ~1e-4).
+    cholesky:
+        ``"auto"`` (cuSOLVER's 64-bit ``Xpotrf`` when it loads, else blocked), ``"cusolver"``
+        (require ``Xpotrf``) or ``"blocked"`` (small potrf + trsm + syrk; TF32 applies).
+    gram_block_size:
+        Most item rows per Gram block (default: as many as free memory allows).
+    """
+
+    name = "cupy"
+
+    def __init__(
+        self,
+        device: int | None = None,
+        block_size: int = blocked.DEFAULT_BLOCK_SIZE,
+        math_mode: MathMode = "exact",
+        cholesky: CholeskyMode = "auto",
+        gram_block_size: int | None = None,
+    ) -> None:
+        usable, reason = cupy_usable(device)
+        if not usable:
+            raise BackendUnavailableError(f"the CuPy backend cannot be used: {reason}")
+        if math_mode not in MATH_MODES:
+            raise ValueError(f"math_mode must be 'exact' or 'tf32', got {math_mode!r}")
+        if cholesky not in ("auto", "cusolver", "blocked"):
+            raise ValueError(f"cholesky must be 'auto', 'cusolver' or 'blocked', got {cholesky!r}")
+        if int(block_size) < 1 or (gram_block_size is not None and int(gram_block_size) < 1):
+            raise ValueError("block sizes must be positive")
+        import cupy
+        import cupyx.scipy.sparse
+
+        self._cp = cupy
+        self._cpx_sparse = cupyx.scipy.sparse
+        self._device = cupy.cuda.Device(cupy.cuda.runtime.getDevice() if device is None else device)
+        self.block_size = int(block_size)
+        self.math_mode: MathMode = math_mode
+        self.cholesky: CholeskyMode = cholesky
+        self.gram_block_size = None if gram_block_size is None else int(gram_block_size)
+
+    @property
+    def device_id(self) -> int:
+        return int(self._device.id)
+
+    # ---- data movement -------------------------------------------------
+    def to_device(self, array: np.ndarray) -> Array:
+        with self._device:
+            return self._cp.asarray(array)
+
+    def to_host(self, array: Array) -> np.ndarray:
+        if isinstance(array, np.ndarray):
+            return array
+        return self._cp.asnumpy(array)
+
+    def sparse_to_device(self, X: sp.spmatrix | sp.sparray, dtype: np.dtype) -> SparseMatrix:
+        X = sp.csr_matrix(X)
+        if X.dtype != dtype:
+            X = X.astype(dtype)
+        if not X.has_canonical_format:
+            X = X.copy()
+            X.sum_duplicates()
+        with self._device:
+            return self._cpx_sparse.csr_matrix(X)
+
+    def empty(self, shape: tuple[int, ...], dtype: np.dtype) -> Array:
+        with self._device:
+            return self._cp.empty(shape, dtype=dtype)
+
+    # ---- memory ----------------------------------------------------------
+    def free_memory(self) -> int:
+        with self._device:
+            free, _total = self._cp.cuda.runtime.memGetInfo()
+            return int(free + self._cp.get_default_memory_pool().free_bytes())
+
+    def memory_kind(self) -> str:
+        return f"GPU memory ({device_name(self._cp, self.device_id)})"
+
+    @property
+    def batch_bytes(self) -> int:  # type: ignore[override]
+        """Scoring batches are sized from free device memory, not a fixed cap."""
+        return int(self.free_memory() * _BATCH_FREE_SHARE)
+
+    def workspace_bytes(self, n_items: int, itemsize: int, nnz: int = 0) -> int:
+        """Peak device bytes a fit needs beyond the n² buffer, X and Xᵀ (the Gram or the inverse step)."""
+        return max(
+            planning.gram_workspace_bytes(n_items, nnz),
+            planning.inverse_workspace_bytes(n_items, itemsize, self.block_size),
+        )
+
+    def synchronize(self) -> None:
+        self._device.synchronize()
+
+    # ---- EASE kernels ----------------------------------------------------
+    def gram(self, X: SparseMatrix, out: Array) -> Array:
+        n = X.shape[1]
+        if out.shape != (n, n) or not out.flags.c_contiguous:
+            raise ValueError(f"out must be a C-contiguous {n} × {n} array, got shape {out.shape}")
+        from cupyx import cusparse
+
+        with self._device:
+            X = self._canonical(X, out.dtype)
+            products, squares = self._column_stats(X)
+            XT = X.T.tocsr()
+            XT.sum_duplicates()
+            blocks = planning.plan_gram_blocks(products.get(), self.free_memory(), self.gram_block_size)
+            for start, stop in blocks:
+                target = out[start:stop]
+                target.fill(0)
+                rows = XT[start:stop]
+                if rows.nnz == 0:
+                    continue
+                rows.sum_duplicates()
+                product = cusparse.spgemm(rows, X)
+                self._scatter_rows(product, target)
+                del rows, product
+            del XT
+            self._check_gram_diagonal(squares, out)
+        return out
+
+    def _column_stats(self, X: Any) -> tuple[Array, Array]:
+        """Per item: the SpGEMM products of its Gram row (uint64) and Σ_u X[u, j]² (float64)."""
+        cp = self._cp
+        n = X.shape[1]
+        products = cp.zeros(n, dtype=cp.uint64)
+        squares = cp.zeros(n, dtype=cp.float64)
+        if X.nnz:
+            kernel = row_kernel(
+                "csr_column_stats", np.dtype(X.dtype), np.dtype(X.indices.dtype), self.device_id
+            )
+            indptr = X.indptr.astype(X.indices.dtype, copy=False)
+            args = (indptr, X.indices, X.data, products, squares, np.int64(X.shape[0]))
+            kernel((X.shape[0],), (ROW_THREADS,), args)
+        return products, squares
+
+    def _check_gram_diagonal(self, expected: Array, out: Array) -> None:
+        """Check ``diag(XᵀX) = Σ_u X[u, j]²`` (item counts for binary X): catches silent SpGEMM failures."""
+        cp = self._cp
+        n = out.shape[0]
+        got = out.diagonal().astype(cp.float64)
+        rtol = 1e-4 if out.dtype == np.float32 else 1e-10
+        bad = cp.abs(got - expected) > rtol * cp.abs(expected)
+        n_bad = int(bad.sum())
+        if n_bad:
+            first = int(cp.argmax(bad))
+            raise RuntimeError(
+                f"Gram check failed: diag(XᵀX) differs from the item interaction counts for {n_bad:,} of "
+                f"{n:,} items (first: item {first}, got {float(got[first])}, "
+                f"expected {float(expected[first])}). "
+                "cuSPARSE SpGEMM returned an incomplete product; retry with a smaller gram_block_size."
+            )
+
+    def spd_inverse_inplace(self, A: Array) -> Array:
+        if A.ndim != 2 or A.shape[0] != A.shape[1] or not A.flags.c_contiguous:
+            raise ValueError("spd_inverse_inplace needs a square C-contiguous array")
+        if np.dtype(A.dtype) not in CUDA_DTYPE:
+            raise ValueError(f"spd_inverse_inplace supports float32 and float64, got {A.dtype}")
+        with self._device:
+            return spd_inverse(self._cp, A, self.block_size, self.math_mode, self._xpotrf())
+
+    def _xpotrf(self) -> Xpotrf | None:
+        """cuSOLVER's 64-bit potrf for the whole matrix, or ``None`` for the blocked Cholesky."""
+        if self.cholesky == "blocked":
+            return None
+        loaded = load_xpotrf(self._cp, self.device_id)
+        if isinstance(loaded, str):
+            if self.cholesky == "cusolver":
+                raise RuntimeError(f"cholesky='cusolver' was requested but {loaded}")
+            return None
+        return loaded
+
+    @property
+    def cholesky_impl(self) -> str:
+        """Which Cholesky :meth:`spd_inverse_inplace` will run, and why when it is the fallback."""
+        if self.cholesky == "blocked":
+            return "blocked (requested)"
+        with self._device:
+            loaded = load_xpotrf(self._cp, self.device_id)
+        return f"cusolverDnXpotrf ({loaded.library})" if isinstance(loaded, Xpotrf) else f"blocked ({loaded})"
+
+    def ease_weights_inplace(self, P: Array) -> Array:
+        cp = self._cp
+        with self._device:
+            diagonal = P.diagonal().copy()
+            cp.divide(P, -diagonal[None, :], out=P)
+            P.reshape(-1)[:: P.shape[0] + 1] = 0
+        return P
+
+    def add_to_diagonal(self, A: Array, value: float | Array) -> Array:
+        with self._device:
+            diagonal = A.reshape(-1)[:: A.shape[0] + 1]
+            diagonal += value if np.isscalar(value) else self._cp.asarray(value, dtype=A.dtype)
+        return A
+
+    def diagonal(self, A: Array) -> np.ndarray:
+        with self._device:
+            return self._cp.asnumpy(A.diagonal())
+
+    # ---- scoring -----------------------------------------------------------
+    def sparse_dense_matmul(self, X: SparseMatrix, W: Array) -> Array:
+        cp = self._cp
+        from cupy_backends.cuda.libs import cusparse
+
+        m, k = X.shape
+        if W.ndim != 2 or W.shape[0] != k:
+            raise ValueError(f"shapes {X.shape} and {W.shape} do not multiply")
+        dtype = np.dtype(W.dtype)
+        if dtype not in CUDA_DTYPE:
+            raise ValueError(f"sparse_dense_matmul supports float32 and float64, got {dtype}")
+        n = W.shape[1]
+        with self._device:
+            out = cp.empty((m, n), dtype=dtype)
+            if X.nnz == 0 or n == 0:
+                out.fill(0)
+                return out
+            if W.flags.c_contiguous:
+                order, ld_w = cusparse.CUSPARSE_ORDER_ROW, n
+            elif W.flags.f_contiguous:
+                order, ld_w = cusparse.CUSPARSE_ORDER_COL, k
+            else:
+                raise ValueError("W must be C- or F-contiguous (it is never copied)")
+            X = self._canonical(X, dtype)
+            index_type = (
+                cusparse.CUSPARSE_INDEX_32I if X.indices.dtype == np.int32 else cusparse.CUSPARSE_INDEX_64I
+            )
+            cuda_dtype = CUDA_DTYPE[dtype]
+            handle = cp.cuda.device.get_cusparse_handle()
+            alpha, beta = np.array(1, dtype=dtype), np.array(0, dtype=dtype)
+            mat_x = cusparse.createCsr(
+                m,
+                k,
+                X.nnz,
+                X.indptr.data.ptr,
+                X.indices.data.ptr,
+                X.data.data.ptr,
+                index_type,
+                index_type,
+                cusparse.CUSPARSE_INDEX_BASE_ZERO,
+                cuda_dtype,
+            )
+            mat_w = cusparse.createDnMat(k, n, ld_w, W.data.ptr, cuda_dtype, order)
+            mat_out = cusparse.createDnMat(m, n, n, out.data.ptr, cuda_dtype, cusparse.CUSPARSE_ORDER_ROW)
+            try:
+                op = cusparse.CUSPARSE_OPERATION_NON_TRANSPOSE
+                # spMM takes exactly bufferSize's arguments plus the buffer.
+                args = (
+                    handle,
+                    op,
+                    op,
+                    alpha.ctypes.data,
+                    mat_x,
+                    mat_w,
+                    beta.ctypes.data,
+                    mat_out,
+                    cuda_dtype,
+                    cusparse.CUSPARSE_MM_ALG_DEFAULT,
+                )
+                buffer = cp.empty(max(1, cusparse.spMM_bufferSize(*args)), dtype=cp.uint8)
+                cusparse.spMM(*args, buffer.data.ptr)
+            finally:
+                cusparse.destroySpMat(mat_x)
+                cusparse.destroyDnMat(mat_w)
+                cusparse.destroyDnMat(mat_out)
+        return out
+
+    def mask_seen(self, scores: Array, X: SparseMatrix) -> Array:
+        if scores.shape != X.shape:
+            raise ValueError(f"scores {scores.shape} and X {X.shape} differ in shape")
+        with self._device:
+            if scores.strides[1] == scores.itemsize and scores.strides[0] % scores.itemsize == 0:
+                self._fill_rows(X, scores, -np.inf)
+            else:
+                rows = self._cp.searchsorted(X.indptr, self._cp.arange(X.nnz), side="right") - 1
+                scores[rows, X.indices] = -np.inf
+        return scores
+
+    def topk(self, scores: Array, k: int) -> tuple[np.ndarray, np.ndarray]:
+        cp = self._cp
+        n_rows, n_cols = scores.shape
+        k = max(0, min(int(k), n_cols))
+        ids = np.empty((n_rows, k), dtype=np.int64)
+        values = np.empty((n_rows, k), dtype=scores.dtype)
+        if k == 0 or n_rows == 0:
+            return ids, values
+        if np.dtype(scores.dtype) not in planning.TOPK_BYTES_PER_SCORE:
+            raise ValueError(f"topk supports float32 and float64 scores, got {scores.dtype}")
+        chunk = planning.topk_chunk_rows(self.free_memory(), n_cols, scores.dtype)
+        with self._device:
+            for start in range(0, n_rows, chunk):
+                part = scores[start : start + chunk]
+                if part.dtype == np.float32:
+                    keys = packed_topk_key_kernel(cp)(part, np.int64(n_cols))
+                    part_ids = smallest_packed(cp, keys, k)
+                else:
+                    part_ids = smallest_keys(cp, order_key_kernel64(cp)(part), k)
+                part_values = cp.take_along_axis(part, part_ids, axis=1)
+                ids[start : start + chunk] = cp.asnumpy(part_ids)
+                values[start : start + chunk] = cp.asnumpy(part_values)
+        return ids, values
+
+    # ---- helpers -------------------------------------------------------------
+    def _canonical(self, X: Any, dtype: np.dtype) -> Any:
+        """``X`` as a canonical (sorted, no duplicates) cupyx CSR matrix of ``dtype`` on this device."""
+        if not isinstance(X, self._cpx_sparse.csr_matrix):
+            X = self._cpx_sparse.csr_matrix(X)
+        if X.dtype != dtype:
+            X = X.astype(dtype)
+        X.sum_duplicates()
+        return X
+
+    def _scatter_rows(self, X: Any, out: Array) -> None:
+        """``out[u, j] = X[u, j]`` for every stored entry of the CSR ``X``."""
+        self._assign_rows(X, out, X.data.astype(out.dtype, copy=False), 0.0)
+
+    def _fill_rows(self, X: Any, out: Array, value: float) -> None:
+        """``out[u, j] = value`` for every stored entry of the CSR ``X``."""
+        self._assign_rows(X, out, None, value)
+
+    def _assign_rows(self, X: Any, out: Array, data: Array | None, value: float) -> None:
+        """The ``csr_rows_assign`` kernel: ``data`` where given, else ``value``."""
+        if X.shape[0] == 0 or X.nnz == 0:
+            return
+        if out.ndim != 2 or out.strides[1] != out.itemsize or out.strides[0] % out.itemsize:
+            raise ValueError("the dense operand must have unit column stride")
+        dtype = np.dtype(out.dtype)
+        kernel = row_kernel("csr_rows_assign", dtype, np.dtype(X.indices.dtype), self.device_id)
+        indptr = X.indptr.astype(X.indices.dtype, copy=False)
+        source = (out, np.int32(0)) if data is None else (data, np.int32(1))
+        ld = np.int64(out.strides[0] // out.itemsize)
+        args = (indptr, X.indices, *source, dtype.type(value), out, ld, np.int64(X.shape[0]))
+        kernel((X.shape[0],), (ROW_THREADS,), args)

@@ -1,0 +1,79 @@
+"""Memory planning of the CuPy backend, in plain NumPy so it is tested without a GPU.
+
+What one Gram block costs: cuSPARSE SpGEMM keeps work buffers of about
+:data:`BYTES_PER_PRODUCT` bytes per scalar product of the block, and the block's
+sparse result (value, column index) is at most one entry per product. A block's
+products are Σ over its items of Σ over their users of the users' row lengths,
+which :func:`plan_row_blocks` packs greedily.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from accel.backends import _blocked_inverse as blocked
+
+#: Device bytes per scalar product of a Gram block: SpGEMM buffers (~16) plus the block's result (~16).
+BYTES_PER_PRODUCT = 32
+#: Products per SpGEMM call stay well under 2³¹: past that cuSPARSE's 32-bit counters overflow
+#: (a one-shot product at 1M users × 20k items silently came back empty on an H100).
+MAX_PRODUCTS_PER_BLOCK = 1 << 30
+#: Share of the memory free when the Gram step starts that its blocks may use (the rest is slack
+#: for the allocator's rounding and cuSPARSE's own small allocations).
+GRAM_FREE_SHARE = 0.8
+#: The least block workspace a fit plans for; blocks grow to what is free when the Gram runs.
+GRAM_WORKSPACE_MIN = 256 << 20
+#: Bytes per stored entry of the csr2cscEx2 buffer that transposing X takes (an upper estimate).
+TRANSPOSE_BUFFER_PER_NNZ = 8
+#: Per-item Gram statistics (products uint64, squares float64) and the float64 diagonal check.
+GRAM_BYTES_PER_ITEM = 32
+#: Slack for cuSOLVER's potrf workspace and small per-block temporaries of the inverse.
+INVERSE_SLACK = 64 << 20
+#: Share of the free memory one top-k chunk's temporaries may use.
+TOPK_FREE_SHARE = 0.5
+#: Top-k temporaries per score: packed uint64 keys (float32); keys, a partitioned copy,
+#: two masks and an int32 rank (float64).
+TOPK_BYTES_PER_SCORE = {np.dtype(np.float32): 8, np.dtype(np.float64): 30}
+
+
+def plan_row_blocks(weights: np.ndarray, max_rows: int, max_weight: float) -> list[tuple[int, int]]:
+    """Consecutive ``(start, stop)`` row blocks of at most ``max_rows`` rows and ``max_weight`` total weight.
+
+    A single row heavier than ``max_weight`` gets a block of its own.
+    """
+    n = len(weights)
+    cumulative = np.concatenate([[0.0], np.cumsum(np.asarray(weights, dtype=np.float64))])
+    blocks = []
+    start = 0
+    while start < n:
+        stop = int(np.searchsorted(cumulative, cumulative[start] + max_weight, side="right")) - 1
+        stop = min(max(stop, start + 1), start + max(1, max_rows), n)
+        blocks.append((start, stop))
+        start = stop
+    return blocks
+
+
+def plan_gram_blocks(
+    item_products: np.ndarray, free_bytes: int, max_rows: int | None = None
+) -> list[tuple[int, int]]:
+    """Item blocks for the Gram step, as large as ``free_bytes`` (free once G and Xᵀ exist) allows."""
+    budget = max(GRAM_WORKSPACE_MIN, int(free_bytes * GRAM_FREE_SHARE))
+    max_products = max(1, min(MAX_PRODUCTS_PER_BLOCK, budget // BYTES_PER_PRODUCT))
+    n = len(item_products)
+    return plan_row_blocks(item_products, max_rows or max(1, n), max_products)
+
+
+def gram_workspace_bytes(n_items: int, nnz: int) -> int:
+    """Device bytes the Gram step needs beyond G, X and Xᵀ: transpose buffer, statistics, least blocks."""
+    return int(nnz * TRANSPOSE_BUFFER_PER_NNZ + n_items * GRAM_BYTES_PER_ITEM + GRAM_WORKSPACE_MIN)
+
+
+def inverse_workspace_bytes(n_items: int, itemsize: int, block_size: int) -> int:
+    """Device bytes the blocked inverse needs beyond its n² buffer."""
+    return int(blocked.workspace_elements(n_items, block_size) * itemsize + INVERSE_SLACK)
+
+
+def topk_chunk_rows(free_bytes: int, n_cols: int, dtype: np.dtype) -> int:
+    """Rows of scores whose top-k temporaries fit in a share of ``free_bytes``."""
+    per_row = TOPK_BYTES_PER_SCORE[np.dtype(dtype)] * max(1, n_cols)
+    return int(max(1, free_bytes * TOPK_FREE_SHARE // per_row))

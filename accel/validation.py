@@ -95,6 +95,13 @@ def binary_matrix(
     return X
 
 
+def check_positive_int(name: str, value: object) -> int:
+    """An integer ≥ 1 (booleans refused), e.g. a sample size."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InputError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
 def check_k(k: object, n_items: int) -> int:
     """An integer list length with 1 ≤ k ≤ n_items."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):

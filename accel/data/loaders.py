@@ -83,7 +83,7 @@ def movielens_items(path: str | os.PathLike[str]) -> pd.DataFrame:
 
     Reads ``u.item`` (the original 24 columns with 19 genre flags, or the reduced
     ``id|title|genres`` form with space-separated genres), ``movies.dat`` or ``movies.csv``.
-    Movies without a genre get ``None``.
+    Movies without a genre have a missing value.
     """
     path = Path(path)
     if (path / "u.item").is_file():

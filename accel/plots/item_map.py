@@ -146,25 +146,23 @@ def _pick(frame: pd.DataFrame, wanted: str | None, candidates: tuple[str, ...], 
     return next((c for c in candidates if c in frame.columns), None)
 
 
-def _attach_meta(
-    table: pd.DataFrame, meta: pd.DataFrame, item_col: str, color_by: str | None
-) -> tuple[pd.DataFrame, str | None]:
-    """``table`` with the colour and name columns of ``meta`` matched on the item id (as text)."""
+def _meta_columns(meta: pd.DataFrame, item_col: str, color_by: str | None) -> tuple[str | None, str | None]:
+    """The colour and name columns of ``meta``; :class:`InputError` when a named column is missing."""
     if item_col not in meta.columns:
         raise InputError(
             f"the item attributes have no id column {item_col!r} (pass item_col / --item-col): "
             f"{', '.join(map(str, meta.columns))}"
         )
-    color = _pick(meta, color_by, COLOR_COLUMNS, "colour")
-    name = _pick(meta, None, NAME_COLUMNS, "name")
-    columns = [c for c in dict.fromkeys([color, name]) if c is not None and c != "item"]
-    attrs = meta.drop_duplicates(item_col).set_index(meta[item_col].drop_duplicates().astype(str))[columns]
+    return _pick(meta, color_by, COLOR_COLUMNS, "colour"), _pick(meta, None, NAME_COLUMNS, "name")
+
+
+def _attach_meta(table: pd.DataFrame, meta: pd.DataFrame, item_col: str, columns: list[str]) -> None:
+    """Add ``meta``'s ``columns`` to ``table``, matched on the item id (compared as text)."""
+    unique = meta.drop_duplicates(item_col)
+    attrs = unique.set_index(unique[item_col].astype(str))[columns]
     keys = table["item"].astype(str)
     for column in columns:
         table[column] = keys.map(attrs[column]).to_numpy()
-    if color is not None and table[color].notna().sum() == 0:
-        raise InputError(f"no item id of the model matches a {item_col!r} in the item attributes")
-    return table, color
 
 
 def item_map(
@@ -211,20 +209,26 @@ def item_map(
     if items.size <= n_neighbors:
         raise InputError(f"mapping needs more than n_neighbors={n_neighbors} items, got {items.size}")
     name, function = resolve_layout(layout)
+    frame, color, label_name = None, None, None
+    if meta is not None:
+        if item_col is None:
+            saved = extras.get("item_col")
+            item_col = str(saved[()]) if saved is not None and str(saved[()]) else "item_id"
+        frame = read_item_meta(meta)
+        color, label_name = _meta_columns(frame, item_col, color_by)
+    elif color_by is not None:
+        raise InputError(f"color_by={color_by!r} needs item attributes (meta / --meta)")
     started = time.perf_counter()
     if show_progress:
         print(f"map: laying out {items.size:,} items with {name} ...", file=sys.stderr, flush=True)
     xy = np.asarray(function(item_fingerprints(model, items), n_neighbors, seed), dtype=np.float64)
     seconds = time.perf_counter() - started
     table = pd.DataFrame({"item": item_ids[items], "x": xy[:, 0], "y": xy[:, 1]})
-    color = None
-    if meta is not None:
-        if item_col is None:
-            saved = extras.get("item_col")
-            item_col = str(saved[()]) if saved is not None and str(saved[()]) else "item_id"
-        table, color = _attach_meta(table, read_item_meta(meta), item_col, color_by)
-    elif color_by is not None:
-        raise InputError(f"color_by={color_by!r} needs item attributes (meta / --meta)")
+    if frame is not None:
+        columns = [c for c in dict.fromkeys([color, label_name]) if c is not None and c != "item"]
+        _attach_meta(table, frame, item_col, columns)
+    if color is not None and table[color].notna().sum() == 0:
+        raise InputError(f"no item id of the model matches a {item_col!r} in the item attributes")
     table.attrs.update(layout=name, seconds=seconds, color_by=color)
     if color is not None:
         table.attrs["purity"] = neighbourhood_purity(table[["x", "y"]].to_numpy(), table[color], seed=seed)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,8 @@ def _client_model(model: Recommender | str | os.PathLike[str]) -> Recommender:
 
 
 def _wait(client: Any, futures: list[Any], show_progress: bool) -> list[Any]:
-    if show_progress and futures:
+    """Gather ``futures``; Dask's text progress bar only on a terminal (it would litter a log)."""
+    if show_progress and futures and sys.stdout.isatty():
         from distributed import progress
 
         progress(futures)

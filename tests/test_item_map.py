@@ -7,6 +7,7 @@ import importlib.util
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 
 from accel import EASE, InputError, ItemKNN, TopPopular
 from accel.cli import main
@@ -142,7 +143,7 @@ def test_cli_map_writes_picture_and_coordinates(saved_models, capsys):
         (["--out", "map.png", "--meta", "meta.csv", "--color-by", "nope"], "no colour column 'nope'"),
         (["--out", "map.png", "--meta", "meta.csv", "--item-col", "sku"], "no id column 'sku'"),
         (["--out", "map.png", "--color-by", "kind"], "needs item attributes"),
-        (["--out", "map.png", "--sample", "0"], "sample must be a positive integer"),
+        (["--out", "map.png", "--sample", "-3"], "sample must be a positive integer"),
         (["--out", "map.png", "--sample", "5"], "more than n_neighbors=15 items"),
         (["--out", "nofolder/map.png"], "does not exist"),
     ],
@@ -181,3 +182,20 @@ def test_umap_groups_ml100k_genres_better_than_chance(ml100k_dir):
     purity = table.attrs["purity"]
     assert purity["items"] == len(table) == inter.n_items
     assert purity["purity"] > purity["shuffled"] + 10 * purity["shuffled_std"] + 0.05
+
+
+def test_large_sparse_fingerprints_are_reduced_by_a_randomized_svd():
+    from accel.plots.item_map import REDUCED_DIMS, _compact, _randomized_svd
+
+    rng = np.random.default_rng(0)
+    low_rank = (rng.random((400, 6)) * [8, 6, 4, 3, 2, 1]) @ rng.random((6, 300))
+    X = sp.csr_matrix(low_rank)
+    us = _randomized_svd(X, 6, seed=1)
+    u, s, _ = np.linalg.svd(low_rank, full_matrices=False)
+    np.testing.assert_allclose(np.linalg.norm(us, axis=0), s[:6], rtol=1e-6)
+    np.testing.assert_allclose(np.abs(us), np.abs(u[:, :6] * s[:6]), atol=1e-6)
+    small = sp.random(50, 200, density=0.1, format="csr", random_state=0)
+    assert _compact(small, 0)[1] == "cosine"
+    big = sp.random(12_000, 500, density=0.01, format="csr", random_state=0)
+    features, metric = _compact(big, 0)
+    assert metric == "euclidean" and features.shape == (12_000, REDUCED_DIMS)

@@ -7,7 +7,7 @@ import sys
 
 from accel.cli._common import OUTPUT_SUFFIXES, add_quiet_arg, check_output_path, load_saved_model, write_table
 from accel.plots.draw import MAP_SUFFIXES
-from accel.plots.item_map import LAYOUTS
+from accel.plots.item_map import LAYOUTS, MAX_ITEMS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -39,7 +39,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--coords", metavar="FILE", help="also write item, x, y (and attributes) to .parquet or .csv"
     )
-    parser.add_argument("--sample", type=int, help="map this many random items of a larger catalogue")
+    parser.add_argument(
+        "--sample",
+        type=int,
+        default=MAX_ITEMS,
+        help=f"map this many random items of a larger catalogue; 0 maps all (default {MAX_ITEMS:,})",
+    )
     parser.add_argument(
         "--seed", type=int, default=0, help="random seed of the sample and layout (default 0)"
     )
@@ -67,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         args.meta,
         item_col=args.item_col,
         color_by=args.color_by,
-        sample=args.sample,
+        sample=args.sample or None,
         seed=args.seed,
         layout=args.layout,
         n_neighbors=args.neighbors,

@@ -34,6 +34,12 @@ LAYOUTS = ("auto", "umap", "cuml", "svd")
 #: EASE fingerprints wider than this keep only their ``FINGERPRINT_TOP`` strongest entries (sparse).
 DENSE_FINGERPRINT_LIMIT = 4096
 FINGERPRINT_TOP = 256
+#: Items mapped by default: a larger catalogue is sampled (``sample=None`` maps all).
+MAX_ITEMS = 20_000
+#: Above this many items, sparse fingerprints are first reduced to ``REDUCED_DIMS`` dense
+#: dimensions (randomized SVD of the unit rows), so UMAP's neighbour search runs on short vectors.
+REDUCE_ABOVE = 10_000
+REDUCED_DIMS = 64
 #: Attribute columns tried, in order, when no colour column is named.
 COLOR_COLUMNS = ("genres", "genre", "index_group_name", "category")
 #: Name columns shown on hover in the HTML map, tried in order.
@@ -66,13 +72,38 @@ def _strongest(rows: np.ndarray, top: int) -> sp.csr_matrix:
     return sp.csr_matrix((values.ravel(), keep.ravel(), indptr), shape=rows.shape)
 
 
+def _unit_rows(features: Any) -> sp.csr_matrix:
+    """The fingerprints scaled to unit length (so Euclidean geometry is cosine geometry)."""
+    X = sp.csr_matrix(features, dtype=np.float64)
+    norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel())
+    return sp.csr_matrix(sp.diags(1.0 / np.where(norms > 0, norms, 1.0)) @ X)
+
+
+def _randomized_svd(X: sp.csr_matrix, dims: int, seed: int, power: int = 2) -> np.ndarray:
+    """``U·Σ`` of ``X``'s leading ``dims`` singular directions (Halko et al.'s randomized range finder)."""
+    rng = np.random.default_rng(seed)
+    Q, _ = np.linalg.qr(X @ rng.standard_normal((X.shape[1], dims + 10)))
+    for _ in range(power):
+        Q, _ = np.linalg.qr(X @ (X.T @ Q))
+    u, s, _ = np.linalg.svd((X.T @ Q).T, full_matrices=False)
+    return (Q @ u[:, :dims]) * s[:dims]
+
+
+def _compact(features: Any, seed: int) -> tuple[Any, str]:
+    """Features and metric for UMAP: many sparse rows become ``REDUCED_DIMS`` dense ones."""
+    if not sp.issparse(features) or features.shape[0] <= REDUCE_ABOVE or features.shape[1] <= REDUCED_DIMS:
+        return features, "cosine"
+    return _randomized_svd(_unit_rows(features), REDUCED_DIMS, seed).astype(np.float32), "euclidean"
+
+
 def _umap_learn(features: Any, n_neighbors: int, seed: int) -> np.ndarray:
     import umap
 
+    features, metric = _compact(features, seed)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*n_jobs.*overridden.*")
         reducer = umap.UMAP(
-            n_neighbors=n_neighbors, n_components=2, metric="cosine", random_state=seed, low_memory=True
+            n_neighbors=n_neighbors, n_components=2, metric=metric, random_state=seed, low_memory=True
         )
         return np.asarray(reducer.fit_transform(features), dtype=np.float64)
 
@@ -80,19 +111,16 @@ def _umap_learn(features: Any, n_neighbors: int, seed: int) -> np.ndarray:
 def _cuml(features: Any, n_neighbors: int, seed: int) -> np.ndarray:
     from cuml.manifold import UMAP
 
-    xy = UMAP(n_neighbors=n_neighbors, n_components=2, metric="cosine", random_state=seed).fit_transform(
-        features
-    )
+    features, metric = _compact(features, seed)
+    reducer = UMAP(n_neighbors=n_neighbors, n_components=2, metric=metric, random_state=seed)
+    xy = reducer.fit_transform(features)
     return np.asarray(xy.get() if hasattr(xy, "get") else xy, dtype=np.float64)
 
 
 def _svd(features: Any, n_neighbors: int, seed: int) -> np.ndarray:
-    """The two leading singular directions of the row-normalised fingerprints (cosine geometry)."""
-    X = sp.csr_matrix(features, dtype=np.float64)
-    norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel())
-    X = sp.diags(1.0 / np.where(norms > 0, norms, 1.0)) @ X
-    v0 = np.random.default_rng(seed).random(min(X.shape))
-    u, s, _ = svds(X, k=2, v0=v0)
+    """The two leading singular directions of the unit-length fingerprints (cosine geometry)."""
+    X = _unit_rows(features)
+    u, s, _ = svds(X, k=2, v0=np.random.default_rng(seed).random(min(X.shape)))
     return u[:, ::-1] * s[::-1]
 
 
@@ -171,7 +199,7 @@ def item_map(
     *,
     item_col: str | None = None,
     color_by: str | None = None,
-    sample: int | None = None,
+    sample: int | None = MAX_ITEMS,
     seed: int = 0,
     layout: str | Layout = "auto",
     n_neighbors: int = 15,
@@ -186,7 +214,7 @@ def item_map(
     folder) adds the ``color_by`` column (default: the first of
     :data:`COLOR_COLUMNS` present) and a name column, matched on ``item_col``
     (default: the model's item column, else ``item_id``). ``sample`` maps that many
-    random items of a larger catalogue. ``layout`` is ``auto``/``umap``/``cuml``/
+    random items of a larger catalogue (``None``: all of them). ``layout`` is ``auto``/``umap``/``cuml``/
     ``svd`` or a function ``(features, n_neighbors, seed) -> (n, 2)``. With ``path``
     the map is also drawn there (``.png``/``.svg``/``.pdf``, or ``.html`` to hover).
     ``table.attrs`` holds ``layout``, ``seconds`` (the layout's time), ``color_by``

@@ -199,3 +199,11 @@ def test_large_sparse_fingerprints_are_reduced_by_a_randomized_svd():
     big = sp.random(12_000, 500, density=0.01, format="csr", random_state=0)
     features, metric = _compact(big, 0)
     assert metric == "euclidean" and features.shape == (12_000, REDUCED_DIMS)
+
+
+@needs_umap
+def test_umap_layout_of_a_small_knn_model(small_X_module):
+    knn = ItemKNN("cosine", k=10, backend="numpy").fit(small_X_module, show_progress=False)
+    table = item_map(knn, layout="umap", n_neighbors=5, seed=3)
+    assert table.attrs["layout"] == "umap" and table.shape == (40, 3)
+    assert np.isfinite(table[["x", "y"]].to_numpy()).all() and table["item"].tolist() == list(range(40))

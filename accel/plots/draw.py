@@ -44,7 +44,8 @@ def _legend_labels(table: pd.DataFrame, color: str | None) -> tuple[pd.Series, l
 
 
 def _colours(order: list[str]) -> dict[str, Any]:
-    palette = plt.get_cmap("tab20").colors
+    tab20 = plt.get_cmap("tab20").colors
+    palette = tab20[0::2] + tab20[1::2]  # the ten strong colours first, then their light pairs
     named = [label for label in order if label not in (_OTHER, _MISSING)]
     colours = {label: palette[i % len(palette)] for i, label in enumerate(named)}
     return {**colours, _OTHER: (0.55, 0.55, 0.55), _MISSING: (0.8, 0.8, 0.8)}

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import LogFormatter
 
-from accel.plots.draw import save_figure
+from accel.plots.draw import palette, save_figure
 
 _MARKERS = "osD^vP*Xh<>p"
 _MIB = 2**20
@@ -23,9 +24,17 @@ _MIB = 2**20
 
 def _styles(models: Sequence[str]) -> dict[str, dict[str, Any]]:
     """A colour and marker per model, stable across the plots of one report."""
-    colours = plt.get_cmap("tab20").colors
+    colours = palette()
     markers = cycle(_MARKERS)
     return {m: {"color": colours[i % len(colours)], "marker": next(markers)} for i, m in enumerate(models)}
+
+
+def _plain_log_ticks(ax: Any) -> None:
+    """Log axes labelled 2000 and 0.5 rather than 2×10³ and 5×10⁻¹."""
+    for axis in (ax.xaxis, ax.yaxis):
+        if axis.get_scale() == "log":
+            axis.set_major_formatter(LogFormatter())
+            axis.set_minor_formatter(LogFormatter(labelOnlyBase=False))
 
 
 def _legend_beside(ax: Any, **kwargs: Any) -> None:
@@ -71,6 +80,7 @@ def plot_scaling(
             ax.plot(xs, ys, label=model, **styles[model])
         ax.set(xscale="log", yscale="log", xlabel="catalogue size (items)", ylabel="seconds", title=title)
         ax.grid(True, which="both", alpha=0.3)
+        _plain_log_ticks(ax)
     _mark_failures(axes[0], rows)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(0.99, 0.9), fontsize=8, frameon=False)
@@ -94,6 +104,7 @@ def plot_scaling(
     )
     ax.title.set_fontsize(10)
     ax.grid(True, which="both", alpha=0.3)
+    _plain_log_ticks(ax)
     _legend_beside(ax)
     paths.append(save_figure(fig, out_dir / "sweep_memory.png"))
     return paths
@@ -136,6 +147,7 @@ def plot_accuracy(
     )
     ax.title.set_fontsize(10)
     ax.grid(True, which="both", alpha=0.3)
+    _plain_log_ticks(ax)
     if done:
         _legend_beside(ax)
     return save_figure(fig, Path(out_dir) / "accuracy_vs_fit_time.png")

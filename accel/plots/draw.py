@@ -43,11 +43,16 @@ def _legend_labels(table: pd.DataFrame, color: str | None) -> tuple[pd.Series, l
     return drawn, [*top, *(x for x in (_OTHER, _MISSING) if (drawn == x).any())]
 
 
-def _colours(order: list[str]) -> dict[str, Any]:
+def palette() -> tuple[Any, ...]:
+    """Twenty colours: tab20's ten strong ones first, then their light pairs."""
     tab20 = plt.get_cmap("tab20").colors
-    palette = tab20[0::2] + tab20[1::2]  # the ten strong colours first, then their light pairs
+    return tab20[0::2] + tab20[1::2]
+
+
+def _colours(order: list[str]) -> dict[str, Any]:
+    palette_ = palette()
     named = [label for label in order if label not in (_OTHER, _MISSING)]
-    colours = {label: palette[i % len(palette)] for i, label in enumerate(named)}
+    colours = {label: palette_[i % len(palette_)] for i, label in enumerate(named)}
     return {**colours, _OTHER: (0.55, 0.55, 0.55), _MISSING: (0.8, 0.8, 0.8)}
 
 

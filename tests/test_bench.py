@@ -18,6 +18,8 @@ from accel.cli.bench import parse_int_list, parse_size
 from accel.models.ease import EASE
 from accel.models.knn import SIMILARITIES
 
+#: A benchmark of seconds: 300 × 120 synthetic, sweeps at 200 users.
+TINY_BENCH = ("bench", "--users", "300", "--items", "120", "--sweep-users", "200")
 METRIC_KEYS = ("precision@10", "recall@20", "ndcg@10", "map@12", "coverage@10")
 
 
@@ -104,22 +106,7 @@ def test_sweep_stops_a_model_once_it_does_not_fit(tmp_path) -> None:
 def test_cli_bench_writes_report_with_sweep_plots(tmp_path, capsys) -> None:
     out = tmp_path / "out"
     code = main(
-        [
-            "bench",
-            "--users",
-            "300",
-            "--items",
-            "120",
-            "--similarities",
-            "cosine",
-            "--sweep-items",
-            "100,150",
-            "--sweep-users",
-            "200",
-            "--out",
-            str(out),
-            "--quiet",
-        ]
+        [*TINY_BENCH, "--similarities", "cosine", "--sweep-items", "100,150", "--out", str(out), "-q"]
     )
     assert code == 0, capsys.readouterr().err
     payload = json.loads((out / "results.json").read_text())
@@ -185,18 +172,7 @@ def test_worker_crash_reasons() -> None:
 
 def test_cli_bench_talks_a_line_per_run_and_names_every_file(tmp_path, capsys) -> None:
     out = tmp_path / "talk"
-    args = [
-        "bench",
-        "--users",
-        "300",
-        "--items",
-        "120",
-        "--similarities",
-        "cosine,rp3beta",
-        "--out",
-        str(out),
-    ]
-    code = main([*args, "--sweep-items", "100", "--sweep-users", "200", "--workers", "1"])
+    code = main([*TINY_BENCH, "--similarities", "cosine,rp3beta", "--sweep-items", "100", "--out", str(out)])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     payload = json.loads((out / "results.json").read_text())

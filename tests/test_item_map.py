@@ -185,7 +185,7 @@ def test_umap_groups_ml100k_genres_better_than_chance(ml100k_dir):
 
 
 def test_large_sparse_fingerprints_are_reduced_by_a_randomized_svd():
-    from accel.plots.item_map import REDUCED_DIMS, _compact, _randomized_svd
+    from accel.plots.map_layout import REDUCED_DIMS, _compact, _randomized_svd
 
     rng = np.random.default_rng(0)
     low_rank = (rng.random((400, 6)) * [8, 6, 4, 3, 2, 1]) @ rng.random((6, 300))
@@ -207,3 +207,19 @@ def test_umap_layout_of_a_small_knn_model(small_X_module):
     table = item_map(knn, layout="umap", n_neighbors=5, seed=3)
     assert table.attrs["layout"] == "umap" and table.shape == (40, 3)
     assert np.isfinite(table[["x", "y"]].to_numpy()).all() and table["item"].tolist() == list(range(40))
+
+
+def test_wide_ease_fingerprints_keep_their_strongest_entries_chunk_by_chunk(ease, monkeypatch):
+    from accel.plots import map_layout
+
+    monkeypatch.setattr(map_layout, "DENSE_FINGERPRINT_LIMIT", 10)
+    monkeypatch.setattr(map_layout, "FINGERPRINT_TOP", 4)
+    monkeypatch.setattr(map_layout, "_CHUNK_BYTES", 4 * 40 * 2)  # two columns at a time
+    items = np.array([1, 5, 9, 30, 39])
+    F = item_fingerprints(ease, items)
+    dense = ease.B_[:, items].T
+    assert sp.issparse(F) and F.shape == (5, 40) and F.nnz == 20
+    for row in range(5):
+        top = np.argsort(-np.abs(dense[row]))[:4]
+        assert set(F[row].indices) == set(top)
+        np.testing.assert_allclose(F[row].toarray().ravel()[top], dense[row, top])

@@ -7,7 +7,7 @@ import sys
 
 from accel.cli._common import OUTPUT_SUFFIXES, add_quiet_arg, check_output_path, load_saved_model, write_table
 from accel.plots.draw import MAP_SUFFIXES
-from accel.plots.item_map import LAYOUTS, MAX_ITEMS
+from accel.plots.map_layout import LAYOUTS, MAX_ITEMS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

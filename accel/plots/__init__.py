@@ -1,7 +1,7 @@
 """Pictures of what a model learned: the item map (UMAP of item fingerprints) and its drawing."""
 
 from accel.plots.draw import draw_item_map, save_figure
-from accel.plots.item_map import item_fingerprints, item_map, neighbourhood_purity, read_item_meta
+from accel.plots.map_layout import item_fingerprints, item_map, neighbourhood_purity, read_item_meta
 
 __all__ = [
     "draw_item_map",

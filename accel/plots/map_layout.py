@@ -34,6 +34,7 @@ LAYOUTS = ("auto", "umap", "cuml", "svd")
 #: EASE fingerprints wider than this keep only their ``FINGERPRINT_TOP`` strongest entries (sparse).
 DENSE_FINGERPRINT_LIMIT = 4096
 FINGERPRINT_TOP = 256
+_CHUNK_BYTES = 1 << 28
 #: Items mapped by default: a larger catalogue is sampled (``sample=None`` maps all).
 MAX_ITEMS = 20_000
 #: Above this many items, sparse fingerprints are first reduced to ``REDUCED_DIMS`` dense
@@ -53,9 +54,18 @@ Layout = Callable[[Any, int, int], np.ndarray]
 def item_fingerprints(model: Recommender, items: np.ndarray) -> np.ndarray | sp.csr_matrix:
     """One row per item of ``items`` (indices): what ``model`` learned about that item."""
     if hasattr(model, "B_"):
-        columns = model.backend_.to_host(model.B_[:, items])
-        rows = np.ascontiguousarray(np.asarray(columns, dtype=np.float32).T)
-        return rows if rows.shape[1] <= DENSE_FINGERPRINT_LIMIT else _strongest(rows, FINGERPRINT_TOP)
+        n = int(model.n_items_)
+        if n <= DENSE_FINGERPRINT_LIMIT:
+            return np.ascontiguousarray(np.asarray(model.backend_.to_host(model.B_[:, items]), np.float32).T)
+        step = max(1, _CHUNK_BYTES // (4 * n))  # columns copied to the host at a time
+        chunks = [
+            _strongest(
+                np.asarray(model.backend_.to_host(model.B_[:, items[i : i + step]]), np.float32).T,
+                FINGERPRINT_TOP,
+            )
+            for i in range(0, items.size, step)
+        ]
+        return sp.vstack(chunks, format="csr")
     if hasattr(model, "S_"):
         return sp.csr_matrix(model.S_[items], dtype=np.float32)
     raise InputError(

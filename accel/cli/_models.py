@@ -8,6 +8,7 @@ offers exactly what :class:`accel.ItemKNN` and :class:`accel.UserKNN` take.
 from __future__ import annotations
 
 import argparse
+import inspect
 from typing import Any
 
 from accel.errors import InputError
@@ -35,6 +36,8 @@ MODELS: dict[str, type[Recommender]] = {
 KNN_MODELS = ("itemknn", "userknn")
 #: EASE's default λ when ``--l2`` is not given (``--l2`` is also s_plus's own l2).
 DEFAULT_L2 = 500.0
+#: The KNN models' own defaults, quoted in the help.
+_DEFAULTS = {name: p.default for name, p in inspect.signature(ItemKNN.__init__).parameters.items()}
 #: KNN options besides each similarity's own: (flag dest, model parameter).
 _KNN_COMMON = ("similarity", "knn_k", "shrink", "shrink_type", "threshold")
 
@@ -48,11 +51,23 @@ def add_model_args(
     """
     parser.add_argument("--model", choices=tuple(MODELS), default="ease", help="which model (default ease)")
     knn = parser.add_argument_group("KNN models (--model itemknn or userknn; similaripy's parameters)")
-    knn.add_argument("--similarity", choices=SIMILARITIES, help="the similarity (default cosine)")
-    knn.add_argument(*k_flags, dest="knn_k", type=int, help="neighbours kept per item or user (default 100)")
-    knn.add_argument("--shrink", type=float, help="shrinkage term (default 0)")
-    knn.add_argument("--shrink-type", choices=SHRINK_TYPES, help="kind of shrinkage (default stabilized)")
-    knn.add_argument("--threshold", type=float, help="smallest similarity kept (default 0)")
+    knn.add_argument(
+        "--similarity", choices=SIMILARITIES, help=f"the similarity (default {_DEFAULTS['similarity']})"
+    )
+    knn.add_argument(
+        *k_flags,
+        dest="knn_k",
+        type=int,
+        metavar="N",
+        help=f"neighbours kept per item or user (default {_DEFAULTS['k']})",
+    )
+    knn.add_argument("--shrink", type=float, help=f"shrinkage term (default {_DEFAULTS['shrink']:g})")
+    knn.add_argument(
+        "--shrink-type", choices=SHRINK_TYPES, help=f"kind of shrinkage (default {_DEFAULTS['shrink_type']})"
+    )
+    knn.add_argument(
+        "--threshold", type=float, help=f"smallest similarity kept (default {_DEFAULTS['threshold']:g})"
+    )
     for name in METHOD_PARAMS:
         if name == "l2":
             continue

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from conftest import random_interactions
 
 from accel import EASE, InputError, ItemKNN, TopPopular
 from accel.cli import main
@@ -33,8 +34,6 @@ def ease(small_X_module):
 
 @pytest.fixture(scope="module")
 def small_X_module():
-    from tests.conftest import random_interactions
-
     return random_interactions(300, 40, 0.1, seed=2)
 
 

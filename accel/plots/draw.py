@@ -44,9 +44,9 @@ def _legend_labels(table: pd.DataFrame, color: str | None) -> tuple[pd.Series, l
 
 
 def palette() -> tuple[Any, ...]:
-    """Twenty colours: tab20's ten strong ones first, then their light pairs."""
-    tab20 = plt.get_cmap("tab20").colors
-    return tab20[0::2] + tab20[1::2]
+    """Eighteen colours: tab20's strong ones first, then their light pairs; no greys (greys mean "other")."""
+    tab20 = [c for i, c in enumerate(plt.get_cmap("tab20").colors) if i not in (14, 15)]
+    return tuple(tab20[0::2] + tab20[1::2])
 
 
 def _colours(order: list[str]) -> dict[str, Any]:

@@ -106,7 +106,7 @@ def test_sweep_stops_a_model_once_it_does_not_fit(tmp_path) -> None:
 def test_cli_bench_writes_report_with_sweep_plots(tmp_path, capsys) -> None:
     out = tmp_path / "out"
     code = main(
-        [*TINY_BENCH, "--similarities", "cosine", "--sweep-items", "100,150", "--out", str(out), "-q"]
+        [*TINY_BENCH, "--similarities", "cosine", "--sweep-items", "100,150", "--out", str(out), "--quiet"]
     )
     assert code == 0, capsys.readouterr().err
     payload = json.loads((out / "results.json").read_text())

@@ -285,7 +285,9 @@ def cli_model(tmp_path_factory) -> tuple[Path, Path]:
     return log, folder / "model"
 
 
-def test_cli_recommend_on_a_scheduler_matches_the_in_process_command(client, cli_model, tmp_path, capsys):
+def test_cli_recommend_on_a_scheduler_matches_the_in_process_command(
+    client, cli_model, tmp_path, capsys, monkeypatch
+):
     from accel.cli import main
 
     log, model_dir = cli_model
@@ -296,6 +298,7 @@ def test_cli_recommend_on_a_scheduler_matches_the_in_process_command(client, cli
         == 0
     )
     args = ["recommend", str(model_dir), str(log), "--k", "4", "--out", str(tmp_path / "recs")]
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)  # Dask's bar is drawn on a terminal only
     assert main([*args, "--scheduler", client.scheduler.address, "--chunk-users", "60"]) == 0
     captured = capsys.readouterr()
     assert "100%" in captured.out and "in 5 parts" in captured.err

@@ -123,3 +123,10 @@ def check_item_indices(items: Iterable[int] | int, n_items: int) -> np.ndarray:
             f"item index {int(bad[0])} is out of range: the model has {n_items} items (0..{n_items - 1})"
         )
     return array
+
+
+def check_positive_int(name: str, value: object) -> int:
+    """An integer ≥ 1 (booleans refused), e.g. a sample size."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InputError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)

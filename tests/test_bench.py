@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +18,8 @@ from accel.cli.bench import parse_int_list, parse_size
 from accel.models.ease import EASE
 from accel.models.knn import SIMILARITIES
 
+#: A benchmark of seconds: 300 × 120 synthetic, sweeps at 200 users.
+TINY_BENCH = ("bench", "--users", "300", "--items", "120", "--sweep-users", "200")
 METRIC_KEYS = ("precision@10", "recall@20", "ndcg@10", "map@12", "coverage@10")
 
 
@@ -103,22 +106,7 @@ def test_sweep_stops_a_model_once_it_does_not_fit(tmp_path) -> None:
 def test_cli_bench_writes_report_with_sweep_plots(tmp_path, capsys) -> None:
     out = tmp_path / "out"
     code = main(
-        [
-            "bench",
-            "--users",
-            "300",
-            "--items",
-            "120",
-            "--similarities",
-            "cosine",
-            "--sweep-items",
-            "100,150",
-            "--sweep-users",
-            "200",
-            "--out",
-            str(out),
-            "--quiet",
-        ]
+        [*TINY_BENCH, "--similarities", "cosine", "--sweep-items", "100,150", "--out", str(out), "--quiet"]
     )
     assert code == 0, capsys.readouterr().err
     payload = json.loads((out / "results.json").read_text())
@@ -180,3 +168,38 @@ def test_worker_crash_reasons() -> None:
     assert _failure_reason(killed) == "worker killed by signal 9 (probably out of memory)"
     crashed = CompletedProcess(["python"], 1, "", "Traceback...\nSystemError: boom\n")
     assert _failure_reason(crashed) == "worker exited with code 1: SystemError: boom"
+
+
+def test_cli_bench_talks_a_line_per_run_and_names_every_file(tmp_path, capsys) -> None:
+    out = tmp_path / "talk"
+    code = main([*TINY_BENCH, "--similarities", "cosine,rp3beta", "--sweep-items", "100", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    payload = json.loads((out / "results.json").read_text())
+    lines = [line for line in captured.err.splitlines() if " on synthetic " in line]
+    rows = [(r, "300 users × 120 items") for r in payload["results"]]
+    rows += [(r, "200 users × 100 items") for r in payload["sweep"]]
+    for row, data in rows:
+        line = next(line for line in lines if line.startswith(f"{row['model']} on synthetic {data}:"))
+        if row["status"] == "ok":
+            assert f"fit {row['fit_s']:.2f} s" in line and f"P@10 {row['precision@10']:.4f}" in line
+    assert len(lines) == len(payload["results"]) + len(payload["sweep"])
+    listed = [line.strip() for line in captured.out.splitlines() if line.startswith("  ")]
+    expected = {
+        "results.json",
+        "results.md",
+        "accuracy_vs_fit_time.png",
+        "sweep_time.png",
+        "sweep_memory.png",
+    }
+    assert {Path(p).name for p in listed} == expected and all(Path(p).is_file() for p in listed)
+    assert "|#" not in captured.out  # no Dask text bar when stdout is not a terminal
+    for row in payload["results"]:
+        assert 0 < row["baseline_rss_bytes"] <= row["peak_rss_bytes"]
+
+
+def test_quiet_bench_prints_no_run_lines(small_split, tmp_path, capsys) -> None:
+    run_models([ModelSpec("TopPopular", "TopPopular", {})], *small_split, tmp_path, show_progress=False)
+    assert capsys.readouterr().err == ""
+    run_models([ModelSpec("TopPopular", "TopPopular", {})], *small_split, tmp_path, data="tiny")
+    assert "TopPopular on tiny: fit " in capsys.readouterr().err

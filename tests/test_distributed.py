@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -120,13 +121,17 @@ class FakeInteractions:
         return self._X
 
 
-def test_parquet_takes_interactions_and_shows_progress_only_when_asked(client, model, X, tmp_path, capsys):
+def test_parquet_takes_interactions_and_shows_progress_only_when_asked(
+    client, model, X, tmp_path, capsys, monkeypatch
+):
     log = FakeInteractions(X[:60])
     recommend_to_parquet(model, log, tmp_path / "quiet", k=2, client=client, chunk_users=30)
     assert "100%" not in capsys.readouterr().out
-    recommend_to_parquet(
-        model, log, tmp_path / "loud", k=2, client=client, chunk_users=30, show_progress=True
-    )
+    options = {"k": 2, "client": client, "chunk_users": 30, "show_progress": True}
+    recommend_to_parquet(model, log, tmp_path / "not-a-terminal", **options)
+    assert "100%" not in capsys.readouterr().out  # Dask's bar would litter a log file
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    recommend_to_parquet(model, log, tmp_path / "loud", **options)
     assert "100%" in capsys.readouterr().out
     frame = read_output(tmp_path / "loud")
     assert set(frame["user"]) == set(log.user_ids)
@@ -280,7 +285,9 @@ def cli_model(tmp_path_factory) -> tuple[Path, Path]:
     return log, folder / "model"
 
 
-def test_cli_recommend_on_a_scheduler_matches_the_in_process_command(client, cli_model, tmp_path, capsys):
+def test_cli_recommend_on_a_scheduler_matches_the_in_process_command(
+    client, cli_model, tmp_path, capsys, monkeypatch
+):
     from accel.cli import main
 
     log, model_dir = cli_model
@@ -291,6 +298,7 @@ def test_cli_recommend_on_a_scheduler_matches_the_in_process_command(client, cli
         == 0
     )
     args = ["recommend", str(model_dir), str(log), "--k", "4", "--out", str(tmp_path / "recs")]
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)  # Dask's bar is drawn on a terminal only
     assert main([*args, "--scheduler", client.scheduler.address, "--chunk-users", "60"]) == 0
     captured = capsys.readouterr()
     assert "100%" in captured.out and "in 5 parts" in captured.err

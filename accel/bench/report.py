@@ -128,6 +128,12 @@ def machine_markdown(machine: dict[str, Any]) -> str:
     )
 
 
+def machine_summary(machine: dict[str, Any]) -> str:
+    """The machine in a few words, for plot titles: CPU, cores and GPUs."""
+    text = f"{machine['cpu']}, {machine['cpu_cores']} cores"
+    return text + (f", {'; '.join(machine['gpus'])}" if machine.get("gpus") else ", no GPU")
+
+
 def write_json(path: str | os.PathLike[str], payload: dict[str, Any]) -> Path:
     """Write ``payload`` as indented JSON, atomically."""
     path = Path(path)

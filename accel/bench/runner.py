@@ -81,6 +81,22 @@ def run_one(
         result_path.unlink(missing_ok=True)
 
 
+def run_line(row: dict[str, Any], data: str) -> str:
+    """One line about a finished run: model, data, fit seconds and P@10 (or why it did not run)."""
+    head = f"{row['model']} on {data}" if data else row["model"]
+    if row.get("status") != "ok":
+        return f"{head}: {row['status']}" + (f" ({row['reason']})" if row.get("reason") else "")
+    p10 = row.get("precision@10")
+    score = f", P@10 {p10:.4f}" if p10 is not None else ""
+    return f"{head}: fit {row['fit_s']:.2f} s, recommend-all {row['recommend_s']:.2f} s{score}"
+
+
+def say(line: str, show_progress: bool) -> None:
+    """Print ``line`` on stderr (above any progress bar), terminal or not, unless quiet."""
+    if show_progress:
+        tqdm.write(line, file=sys.stderr)
+
+
 def run_models(
     specs: Sequence[ModelSpec],
     train: sp.csr_matrix,
@@ -94,8 +110,13 @@ def run_models(
     scheduler: str | None = None,
     show_progress: bool = True,
     desc: str = "bench",
+    data: str = "",
 ) -> list[dict[str, Any]]:
-    """Every spec measured on ``train``/``test``, one subprocess each, in order."""
+    """Every spec measured on ``train``/``test``, one subprocess each, in order.
+
+    With ``show_progress`` each finished run prints a line on stderr (see
+    :func:`run_line`; ``data`` names the data set) and a terminal also gets a bar.
+    """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     split = save_split(workdir / f"split-{train.shape[0]}x{train.shape[1]}.npz", train, test)
@@ -104,18 +125,18 @@ def run_models(
         bar = tqdm(specs, desc=desc, unit="model", disable=None if show_progress else True)
         for spec in bar:
             bar.set_postfix_str(spec.name)
-            results.append(
-                run_one(
-                    spec,
-                    split,
-                    workdir,
-                    timeout=timeout,
-                    memory_limit=memory_limit,
-                    evaluate=evaluate,
-                    workers=workers,
-                    scheduler=scheduler,
-                )
+            row = run_one(
+                spec,
+                split,
+                workdir,
+                timeout=timeout,
+                memory_limit=memory_limit,
+                evaluate=evaluate,
+                workers=workers,
+                scheduler=scheduler,
             )
+            say(run_line(row, data), show_progress)
+            results.append(row)
     finally:
         split.unlink(missing_ok=True)
     return results

@@ -13,7 +13,14 @@ from typing import Any
 from accel.bench.datasets import Dataset, holdout_split
 from accel.bench.models import ModelSpec
 from accel.bench.plots import plot_accuracy, plot_scaling
-from accel.bench.report import machine_info, machine_markdown, markdown_table, write_json, write_text
+from accel.bench.report import (
+    machine_info,
+    machine_markdown,
+    machine_summary,
+    markdown_table,
+    write_json,
+    write_text,
+)
 from accel.bench.runner import DEFAULT_TIMEOUT, run_models
 from accel.bench.sweep import run_sweep
 from accel.errors import InputError
@@ -41,7 +48,8 @@ def run_benchmark(
 
     The catalogue is the items seen in the training window (as in
     :func:`accel.metrics.evaluate_split`); "recommend-all" times the top-20 of
-    every user with a training interaction. Returns the JSON payload.
+    every user with a training interaction. Returns the JSON payload, plus ``files``:
+    the paths written.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -76,6 +84,7 @@ def run_benchmark(
                 workers=workers,
                 scheduler=scheduler,
                 show_progress=show_progress,
+                data=dataset.name,
             )
         if sweep_items:
             payload["sweep"] = run_sweep(
@@ -90,7 +99,7 @@ def run_benchmark(
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     payload["wall_s"] = time.time() - started
-    write_report(payload, out)
+    payload["files"] = [str(path) for path in write_report(payload, out)]
     return payload
 
 
@@ -110,12 +119,17 @@ def write_report(payload: dict[str, Any], out_dir: Path) -> list[Path]:
             markdown_table(payload["results"]),
             "",
         ]
-        paths.append(plot_accuracy(payload["results"], out_dir))
+        context = f"{d['name']} on {machine_summary(payload['machine'])}"
+        paths.append(plot_accuracy(payload["results"], out_dir, context=context))
     if "sweep" in payload:
         sections += ["## Scaling sweep (synthetic)", ""]
         for n_items in sorted({row["catalogue_items"] for row in payload["sweep"]}):
             rows = [r for r in payload["sweep"] if r["catalogue_items"] == n_items]
             sections += [f"### {n_items:,} items", "", markdown_table(rows), ""]
-        paths += plot_scaling(payload["sweep"], out_dir)
+        users = {r["n_users"] for r in payload["sweep"] if r.get("n_users")}
+        data = f"synthetic, {max(users):,} users" if users else "synthetic"
+        paths += plot_scaling(
+            payload["sweep"], out_dir, context=f"{data} on {machine_summary(payload['machine'])}"
+        )
     paths.append(write_text(out_dir / RESULTS_MD, "\n".join(sections)))
     return paths

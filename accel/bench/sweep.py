@@ -16,7 +16,7 @@ from typing import Any
 from accel.backends import available_backends
 from accel.bench.datasets import holdout_split, synthetic
 from accel.bench.models import EASE_DEFAULT_L2, KNN_DEFAULTS, ModelSpec
-from accel.bench.runner import DEFAULT_TIMEOUT, run_models
+from accel.bench.runner import DEFAULT_TIMEOUT, run_line, run_models, say
 
 DEFAULT_SWEEP_ITEMS: tuple[int, ...] = (2000, 4000, 8000, 16000, 32000, 64000)
 DEFAULT_SWEEP_USERS = 20000
@@ -56,20 +56,21 @@ def run_sweep(
     last_fit: dict[str, tuple[int, float]] = {}
     rows: list[dict[str, Any]] = []
     for n_items in sorted(int(n) for n in items):
-        split = holdout_split(synthetic(n_users, n_items, seed=seed))
+        dataset = synthetic(n_users, n_items, seed=seed)
+        split = holdout_split(dataset)
         to_run = []
         for spec in specs:
             reason = stopped.get(spec.name) or _predicted_too_slow(spec, n_items, last_fit, timeout)
             if reason:
-                rows.append(
-                    {
-                        "model": spec.name,
-                        "spec": spec.to_dict(),
-                        "status": "skipped",
-                        "reason": reason,
-                        "catalogue_items": n_items,
-                    }
-                )
+                row = {
+                    "model": spec.name,
+                    "spec": spec.to_dict(),
+                    "status": "skipped",
+                    "reason": reason,
+                    "catalogue_items": n_items,
+                }
+                say(run_line(row, dataset.name), show_progress)
+                rows.append(row)
             else:
                 to_run.append(spec)
         results = run_models(
@@ -81,6 +82,7 @@ def run_sweep(
             memory_limit=memory_limit,
             show_progress=show_progress,
             desc=f"sweep {n_items:,} items",
+            data=dataset.name,
         )
         for row in results:
             row["catalogue_items"] = n_items

@@ -129,6 +129,7 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
     """Measure one model on one split; never raises for a model's own failure."""
     spec = ModelSpec.from_dict(task["spec"])
     result: dict[str, Any] = {"model": spec.name, "spec": spec.to_dict(), "status": "ok", "reason": None}
+    result["baseline_rss_bytes"] = peak_rss()  # Python, NumPy, SciPy and accel, before any data
     try:
         train, test = load_split(task["split"])
         result.update(n_users=int(train.shape[0]), n_items=int(train.shape[1]), train_nnz=int(train.nnz))

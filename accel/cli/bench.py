@@ -150,10 +150,9 @@ def run_command(args: argparse.Namespace) -> int:
     )
     rows = payload.get("results", []) + payload.get("sweep", [])
     bad = [r for r in rows if r["status"] != "ok"]
-    print(
-        f"wrote {Path(args.out) / 'results.md'} and results.json ({len(rows)} runs, "
-        f"{len(bad)} not ok) in {payload['wall_s']:.0f} s"
-    )
+    print(f"{len(rows)} runs ({len(bad)} not ok) in {payload['wall_s']:.0f} s; wrote:")
+    for path in payload["files"]:
+        print(f"  {path}")
     if memory_limit:
         print(f"memory treated as at most {format_bytes(memory_limit)}")
     return 0

@@ -7,7 +7,7 @@ import json
 import sys
 
 from accel.cli._common import add_filter_args, add_input_args, add_quiet_arg, apply_filters, read_interactions
-from accel.cli.fit import make_model
+from accel.cli._models import DEFAULT_L2, add_model_args, model_from_args
 from accel.data.splits import Split, chronological_splits, split_by_fraction
 from accel.errors import InputError
 from accel.metrics import METRICS, evaluate_split
@@ -17,11 +17,12 @@ from accel.validation import check_k
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "evaluate",
-        help="compare EASE with TopPopular on a held-out split",
-        description="Split INPUT, fit EASE and TopPopular on the train side and report precision, "
-        "recall, nDCG, MAP, hit rate and coverage at each --k on the test side (cold-start users and "
-        "items dropped). The default chronological split uses back-to-back --window windows: fit on "
-        "train_val and score the next window (valid; the best of several --l2 values is picked there), "
+        help="compare EASE (or a KNN model) with TopPopular on a held-out split",
+        description="Split INPUT, fit EASE (or --model itemknn/userknn) and TopPopular on the train "
+        "side and report precision, recall, nDCG, MAP, hit rate and coverage at each --k on the test "
+        "side (cold-start users and items dropped). The default chronological split uses "
+        "back-to-back --window windows: fit on train_val and score the next window (valid; the best "
+        "of several --l2 values is picked there), "
         "then refit on train and score the last window (test). --split fraction holds out "
         "--test-fraction of each user's interactions instead (test only). Example: accel evaluate "
         "log.parquet --time-col t_dat --window 180D --l2 100 500 1000 --k 12",
@@ -38,7 +39,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--test-fraction", type=float, default=0.2, help="for --split fraction (default 0.2)")
     parser.add_argument("--seed", type=int, default=0, help="for --split fraction (default 0)")
-    parser.add_argument("--l2", type=float, nargs="+", default=[500.0], help="EASE λ value(s) (default 500)")
+    add_model_args(parser, k_flags=("--neighbours",))
+    parser.add_argument(
+        "--l2",
+        type=float,
+        nargs="+",
+        help=f"EASE λ value(s) (default {DEFAULT_L2:g}); for --similarity s_plus, its one l2",
+    )
     parser.add_argument("--k", type=int, nargs="+", default=[10], help="cut-off(s) (default 10)")
     parser.add_argument("--backend", default="auto", help="auto, numpy or cupy (default auto)")
     parser.add_argument("--dtype", default="float32", help="float32 or float64 (default float32)")
@@ -47,14 +54,30 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _score(name: str, l2: float, split: Split, args: argparse.Namespace) -> dict[str, float]:
-    model = make_model(name, l2, args.backend, args.dtype)
+def _score(name: str, l2: float | None, split: Split, args: argparse.Namespace) -> dict[str, float]:
+    model = model_from_args(args, l2=l2, name=name)
     return evaluate_split(model, split, ks=args.k, show_progress=not args.quiet)
+
+
+def _knn_l2(args: argparse.Namespace) -> float | None:
+    """s_plus's l2 (one ``--l2`` value), or ``None``."""
+    return args.l2[0] if args.l2 else None
+
+
+def _label(args: argparse.Namespace) -> str:
+    """The row name of a non-EASE ``--model`` (its class and similarity)."""
+    model = model_from_args(args, l2=_knn_l2(args))
+    similarity = getattr(model, "similarity", None)
+    return f"{type(model).__name__}({similarity})" if similarity else type(model).__name__
 
 
 def run(args: argparse.Namespace) -> int:
     if any(k < 1 for k in args.k):
         raise InputError(f"--k must be positive, got {args.k}")
+    if args.model != "ease" and args.l2 and len(args.l2) > 1:
+        raise InputError(f"several --l2 values are searched for EASE only, not --model {args.model}")
+    label = None if args.model == "ease" else _label(args)
+    l2s = args.l2 or [DEFAULT_L2]
     inter = apply_filters(
         read_interactions(args.input, args.user_col, args.item_col, args.time_col, args.input_format), args
     )
@@ -71,24 +94,27 @@ def run(args: argparse.Namespace) -> int:
             "test": split_by_fraction(inter, test_fraction=args.test_fraction, order=order, seed=args.seed)
         }
     results: dict[str, dict[str, dict[str, float]]] = {}
-    best_l2 = args.l2[0]
-    if "valid" in splits:
-        results["valid"] = {f"EASE(l2={l2:g})": _score("ease", l2, splits["valid"], args) for l2 in args.l2}
-        results["valid"]["TopPopular"] = _score("toppop", 0.0, splits["valid"], args)
-        target = f"ndcg@{max(args.k)}"
-        best_l2 = max(args.l2, key=lambda l2: results["valid"][f"EASE(l2={l2:g})"][target])
-        test_l2s = [best_l2]
-    else:
-        test_l2s = args.l2
-    results["test"] = {f"EASE(l2={l2:g})": _score("ease", l2, splits["test"], args) for l2 in test_l2s}
-    results["test"]["TopPopular"] = _score("toppop", 0.0, splits["test"], args)
+    best_l2 = l2s[0]
+    test_l2s = l2s
+    for name, split in splits.items():
+        if label is not None:
+            rows = {label: _score(args.model, _knn_l2(args), split, args)}
+        else:
+            rows = {f"EASE(l2={l2:g})": _score("ease", l2, split, args) for l2 in test_l2s}
+            if name == "valid":
+                target = f"ndcg@{max(args.k)}"
+                best_l2 = max(l2s, key=lambda l2: rows[f"EASE(l2={l2:g})"][target])
+                test_l2s = [best_l2]
+        if args.model != "toppop":
+            rows["TopPopular"] = _score("toppop", None, split, args)
+        results[name] = rows
     report = {
         "input": str(args.input),
         "n_users": inter.n_users,
         "n_items": inter.n_items,
         "n_interactions": len(inter),
         "splits": {name: split.describe() for name, split in splits.items()},
-        "best_l2": best_l2 if "valid" in splits else None,
+        "best_l2": best_l2 if "valid" in splits and label is None else None,
         "results": results,
     }
     if args.json:

@@ -15,12 +15,10 @@ from accel.cli._common import (
     id_array,
     read_interactions,
 )
+from accel.cli._models import DEFAULT_L2, add_model_args, model_from_args
 from accel.errors import InputError
-from accel.models.base import Recommender, check_model_destination
+from accel.models.base import check_model_destination
 from accel.models.ease import EASE, check_density
-from accel.models.popular import TopPopular
-
-MODELS = ("ease", "toppop")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -28,15 +26,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "fit",
         help="fit a model on an interaction log and save it",
         description="Read an interaction log (CSV or Parquet; one row per user-item interaction), "
-        "fit EASE (or TopPopular) on all of it and save the model folder, with the item ids, "
-        "to --out. Example: accel fit log.parquet --user-col customer_id --item-col article_id "
-        "--l2 500 --out model/",
+        "fit EASE, TopPopular, ItemKNN or UserKNN on all of it and save the model folder, with the "
+        "item ids, to --out. Example: accel fit log.parquet --user-col customer_id --item-col "
+        "article_id --l2 500 --out model/, or accel fit log.parquet --model itemknn "
+        "--similarity rp3beta --k 200 --alpha 0.8 --beta 0.3 --out knn/",
     )
     parser.add_argument("input", metavar="INPUT", help="interaction log (.csv, .tsv, .parquet)")
     add_input_args(parser)
     add_filter_args(parser)
-    parser.add_argument("--model", choices=MODELS, default="ease", help="which model (default ease)")
-    parser.add_argument("--l2", type=float, default=500.0, help="EASE L2 penalty λ (default 500)")
+    add_model_args(parser)
+    parser.add_argument(
+        "--l2", type=float, help=f"EASE L2 penalty λ (default {DEFAULT_L2:g}); for s_plus, its l2"
+    )
     parser.add_argument(
         "--prune",
         type=float,
@@ -56,16 +57,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def make_model(name: str, l2: float, backend: str, dtype: str) -> Recommender:
-    """A fresh model by its command-line name."""
-    if name == "ease":
-        return EASE(l2=l2, backend=backend, dtype=dtype)
-    return TopPopular(backend=backend, dtype=dtype)
-
-
 def run(args: argparse.Namespace) -> int:
     out = check_model_destination(args.out)
-    model = make_model(args.model, args.l2, args.backend, args.dtype)
+    model = model_from_args(args)
     if args.prune is not None:
         if not isinstance(model, EASE):
             raise InputError(f"--prune applies to EASE only, not --model {args.model}")

@@ -71,21 +71,45 @@ def read_movielens_ratings(path: str | os.PathLike[str]) -> pd.DataFrame:
     return frame
 
 
-def movielens_titles(path: str | os.PathLike[str]) -> pd.Series:
-    """Movie titles by item id from ``u.item``, ``movies.dat`` or ``movies.csv`` in a MovieLens folder."""
+#: The 19 genre flags at the end of the original ``u.item`` (as named in its ``u.genre``).
+ML100K_GENRES = (
+    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
+    "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
+)  # fmt: skip
+
+
+def movielens_items(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Each movie's ``item_id``, ``title`` and ``genres`` (``"Action|Comedy"``) from a MovieLens folder.
+
+    Reads ``u.item`` (the original 24 columns with 19 genre flags, or the reduced
+    ``id|title|genres`` form with space-separated genres), ``movies.dat`` or ``movies.csv``.
+    Movies without a genre have a missing value.
+    """
     path = Path(path)
     if (path / "u.item").is_file():
-        frame = pd.read_csv(path / "u.item", sep="|", header=None, usecols=[0, 1], encoding="latin-1")
+        frame = pd.read_csv(path / "u.item", sep="|", header=None, encoding="latin-1")
+        if frame.shape[1] == 5 + len(ML100K_GENRES):
+            flags = frame.iloc[:, 5:].to_numpy(dtype=bool)
+            genres = ["|".join(g for g, on in zip(ML100K_GENRES, row, strict=True) if on) for row in flags]
+        else:
+            genres = frame[2].fillna("").astype(str).str.split().str.join("|").tolist()
+        frame = pd.DataFrame({"item_id": frame[0], "title": frame[1], "genres": genres})
     elif (path / "movies.dat").is_file():
-        frame = pd.read_csv(
-            path / "movies.dat", sep="::", header=None, usecols=[0, 1], engine="python", encoding="latin-1"
-        )
+        frame = pd.read_csv(path / "movies.dat", sep="::", header=None, engine="python", encoding="latin-1")
+        frame.columns = ["item_id", "title", "genres"]
     elif (path / "movies.csv").is_file():
-        frame = pd.read_csv(path / "movies.csv", usecols=[0, 1])
+        frame = pd.read_csv(path / "movies.csv")
+        frame.columns = ["item_id", "title", "genres"]
     else:
         raise InputError(f"{path} holds no MovieLens movie list (u.item, movies.dat or movies.csv)")
-    frame.columns = ["item_id", "title"]
-    return frame.set_index("item_id")["title"]
+    genres = frame["genres"].fillna("").astype(str)
+    frame["genres"] = genres.where(~genres.isin(["", "(no genres listed)"]), None)
+    return frame
+
+
+def movielens_titles(path: str | os.PathLike[str]) -> pd.Series:
+    """Movie titles by item id from ``u.item``, ``movies.dat`` or ``movies.csv`` in a MovieLens folder."""
+    return movielens_items(path).set_index("item_id")["title"]
 
 
 def load_movielens(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +108,8 @@ def _filters_fingerprint(filters: CandidateFilters) -> str | None:
 
 
 def _wait(client: Any, futures: list[Any], show_progress: bool) -> list[Any]:
-    if show_progress and futures:
+    """Gather ``futures``; Dask's text progress bar only on a terminal (it would litter a log)."""
+    if show_progress and futures and sys.stdout.isatty():
         from distributed import progress
 
         progress(futures)

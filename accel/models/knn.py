@@ -49,7 +49,7 @@ SIMILARITIES: tuple[str, ...] = tuple(SIMILARITY_PARAMS)
 SHRINK_TYPES: tuple[str, ...] = ("stabilized", "bayesian", "additive")
 COMMON_PARAMS: tuple[str, ...] = ("k", "shrink", "shrink_type", "threshold")
 METHOD_PARAMS: tuple[str, ...] = tuple(dict.fromkeys(p for ps in SIMILARITY_PARAMS.values() for p in ps))
-_POP_CHOICES = ("none", "sum")
+POP_CHOICES = ("none", "sum")
 
 
 def check_knn_params(similarity: str, params: dict[str, Any]) -> None:
@@ -129,8 +129,8 @@ class _KNN(Recommender):
         check_nonnegative("threshold", self.threshold)
         for name, value in self.method_params().items():
             if name in ("pop1", "pop2"):
-                if value not in _POP_CHOICES:
-                    raise InputError(f"{name} must be one of {', '.join(_POP_CHOICES)}, got {value!r}")
+                if value not in POP_CHOICES:
+                    raise InputError(f"{name} must be one of {', '.join(POP_CHOICES)}, got {value!r}")
             elif isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
                 raise InputError(f"{name} must be a number, got {value!r}")
             elif not np.isfinite(value):

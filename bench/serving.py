@@ -65,7 +65,7 @@ def timed(fn: Any) -> tuple[float, Any]:
 def saved_mib(model: Any) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         model.save(Path(tmp) / "m")
-        return sum(f.stat().st_size for f in (Path(tmp) / "m").iterdir()) / 2**20
+        return sum(f.stat().st_size for f in (Path(tmp) / "m").iterdir() if f.is_file()) / 2**20
 
 
 def precision(ids: np.ndarray, split: Any, items: np.ndarray, users: np.ndarray) -> float:

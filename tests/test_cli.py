@@ -74,6 +74,10 @@ def test_recommend_for_items_and_similar(capsys, model_dir):
     rows = [line.split("\t") for line in out.strip().splitlines()]
     assert rows[0] == ["user", "item", "rank", "score", "source"] and len(rows) == 4
     assert {"5", "17"}.isdisjoint(r[1] for r in rows[1:])
+    code, out, err = run_cli(
+        capsys, "recommend", str(model_dir), "--items", "5", "--workers", "1", "--out", "recs_dir"
+    )
+    assert code == 2 and "give INPUT, not --items" in err and "Traceback" not in err
     code, out, err = run_cli(capsys, "similar", str(model_dir), "17", "--k", "4", "--json")
     assert code == 0, err
     similar = json.loads(out)

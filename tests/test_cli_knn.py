@@ -123,6 +123,8 @@ def test_evaluate_knn_against_toppopular(capsys, tiny_log, model):
         ),
         (["--similarity", "cosine"], "apply to --model itemknn or userknn, not ease"),
         (["--model", "itemknn", "--k", "0"], "must be a positive integer"),
+        (["--model", "toppop", "--l2", "5"], "--l2 applies to --model ease"),
+        (["--model", "itemknn", "--prune", "0.05"], "--prune applies to EASE only"),
     ],
 )
 def test_bad_knn_options_fail_in_one_line(capsys, tiny_log, tmp_path, args, message):

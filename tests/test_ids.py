@@ -150,6 +150,26 @@ def test_popularity_is_saved_and_learned_from_a_gram(tmp_path, fitted):
     assert (loaded.recommend(sp.csr_matrix((1, 40)), k=3, unknown_users="skip")[0] == -1).all()
 
 
+def test_item_ids_always_match_the_model(tmp_path, log):
+    model = accel.EASE(l2=10, backend="numpy").fit(log, show_progress=False)
+    assert len(model.extras_["item_ids"]) == log.n_items
+    G = np.eye(5, dtype=np.float32) * 3
+    model.fit_gram(G.copy(), show_progress=False)  # a refit forgets the earlier log's ids
+    assert model.extras_ == {}
+    ids = np.array(["a", "b", "c", "d", "e"])
+    model.fit_gram(G.copy(), show_progress=False, item_ids=ids)
+    np.testing.assert_array_equal(model.extras_["item_ids"], ids)
+    with pytest.raises(InputError, match="item_ids has 4 ids but G has 5 columns"):
+        model.fit_gram(G.copy(), show_progress=False, item_ids=ids[:4])
+    with pytest.raises(InputError, match=r"extras\['item_ids'\] has shape \(2,\) but the model has 5 items"):
+        model.save(tmp_path / "m", extras={"item_ids": ids[:2]})
+    path = model.save(tmp_path / "m")
+    np.save(path / "extra.item_ids.npy", ids[:3])  # edited by hand: out of step with the weights
+    (path / "model.json").write_text((path / "model.json").read_text().replace('"files"', '"_files"'))
+    with pytest.raises(InputError, match=r"extra.item_ids.npy has shape \(3,\) but the model has 5 items"):
+        accel.load_model(path)
+
+
 # ---- answers in the log's ids ------------------------------------------------------------
 @pytest.fixture(scope="module")
 def log() -> Interactions:

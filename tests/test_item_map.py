@@ -46,6 +46,29 @@ def test_fingerprints_are_ease_columns_and_knn_rows(ease, small_X_module):
         item_fingerprints(TopPopular(backend="numpy").fit(small_X_module, show_progress=False), items)
 
 
+def test_pruned_ease_fingerprints_are_its_pruned_columns(ease):
+    pruned = ease.prune(0.25)
+    items = np.array([3, 7, 20])
+    dense_pruned = pruned.S_.toarray()
+    np.testing.assert_allclose(item_fingerprints(pruned, items).toarray(), dense_pruned[:, items].T)
+
+
+def test_meta_file_ids_keep_their_leading_zeros(ease, tmp_path):
+    ids = np.array([f"{i:010d}" for i in range(40)])
+    (tmp_path / "items.csv").write_text(
+        "article_id,group\n" + "".join(f"{i},{'even' if n % 2 == 0 else 'odd'}\n" for n, i in enumerate(ids))
+    )
+    table = item_map(
+        ease,
+        tmp_path / "items.csv",
+        item_col="article_id",
+        color_by="group",
+        item_ids=ids,
+        layout=first_two_columns,
+    )
+    assert table["group"].tolist() == ["even" if n % 2 == 0 else "odd" for n in range(40)]
+
+
 def test_table_maps_positions_to_the_model_item_ids(ease):
     ids = np.array([f"sku-{i:03d}" for i in range(40)])
     meta = pd.DataFrame({"sku": ids[::-1], "group": ["a|b" if i % 2 else "c" for i in range(40)]})

@@ -343,7 +343,7 @@ def test_a_model_saved_in_the_older_unversioned_layout_loads_and_is_replaced(X, 
     assert np.allclose(load_model(path).B_, model.B_)
     TopPopular(backend="numpy").fit(X).save(path)
     visible = sorted(p.name for p in path.iterdir() if not p.name.startswith("."))
-    assert visible == ["counts.npy", "model.json", "notes.txt", "popularity.npy"]
+    assert visible == ["counts.npy", "model.json", "notes.txt"]
     assert isinstance(load_model(path), TopPopular)
 
 

@@ -8,7 +8,10 @@ ties with the k-th, the row is recomputed exactly here (SciPy product, stable
 sort), so ties always go to the lower column and results never depend on batching.
 
 Contract: only positive scores are returned; a row with fewer than ``k`` of them
-is padded with id ``-1`` and score ``-inf``.
+is padded with id ``-1`` and score ``-inf``. similaripy accumulates in float32, so
+a float64 model served this way gets float32-precision scores (relative error
+about 1e-7), and rows whose order depends on smaller differences may differ from
+an exact float64 ranking.
 """
 
 from __future__ import annotations

@@ -60,6 +60,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     out = check_model_destination(args.out)
     model = model_from_args(args)
+    if args.model == "toppop" and args.l2 is not None:
+        raise InputError("--l2 applies to --model ease (or a KNN's s_plus), not toppop")
     if args.prune is not None:
         if not isinstance(model, EASE):
             raise InputError(f"--prune applies to EASE only, not --model {args.model}")

@@ -124,6 +124,8 @@ def filters_from_args(
 def run(args: argparse.Namespace) -> int:
     if (args.input is None) == (args.items is None):
         raise InputError("give either INPUT (a log of users) or --items, not both or neither")
+    if args.items is not None and wants_dask(args):
+        raise InputError("--scheduler / --workers score the users of a log: give INPUT, not --items")
     out = None
     if wants_dask(args) and args.out:
         check_run_folder(args.out, args.overwrite)

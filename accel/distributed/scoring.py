@@ -77,7 +77,7 @@ def _client_model(model: Recommender | str | os.PathLike[str]) -> Recommender:
 def _chunk_filters(filters: CandidateFilters, start: int, stop: int) -> dict[str, Any]:
     """``allowed_items`` / ``forbidden_items`` keywords for users ``start:stop`` (global ones as they are)."""
     allowed = None if filters.columns is None else np.flatnonzero(filters.columns)
-    rows = filters.rows(start, stop)
+    rows = filters.take(slice(start, stop))
     return {
         "allowed_items": allowed if rows.allowed is None else _and_columns(rows.allowed, filters.columns),
         "forbidden_items": rows.forbidden,

@@ -185,7 +185,7 @@ class Recommender(ABC):
         for start in tqdm(starts, desc="recommend", unit="batch", disable=None if show_progress else True):
             stop = min(start + batch_size, n_rows)
             ids[start:stop], scores[start:stop] = self._recommend_batch(
-                X[start:stop], np.arange(start, stop), k, exclude_seen, filters.rows(start, stop)
+                X[start:stop], np.arange(start, stop), k, exclude_seen, filters.take(slice(start, stop))
             )
         self.fill_rows_without_items(empty, ids, scores, unknown_users, filters)
         return ids, scores
@@ -327,6 +327,11 @@ class Recommender(ABC):
         backend = self.backend_
         arrays = {name: backend.to_host(a) for name, a in self._saved_state().items()}
         extras = dict(extras or getattr(self, "extras_", {}) or {})
+        if "item_ids" in extras and np.shape(extras["item_ids"]) != (self.n_items_,):
+            raise InputError(
+                f"extras['item_ids'] has shape {np.shape(extras['item_ids'])} but the model has "
+                f"{self.n_items_:,} items"
+            )
         files = {f"{name}.npy": a for name, a in arrays.items()}
         files.update({f"extra.{name}.npy": a for name, a in extras.items()})
         for name in files:
@@ -411,6 +416,12 @@ class Recommender(ABC):
                 f"{path}: the saved arrays do not make a {meta['class']} of {meta['n_items']:,} items "
                 f"({type(exc).__name__}: {exc})"
             ) from None
+        item_ids = model.extras_.get("item_ids")
+        if item_ids is not None and item_ids.shape != (meta["n_items"],):
+            raise InputError(
+                f"{path / 'extra.item_ids.npy'} has shape {item_ids.shape} but the model has "
+                f"{meta['n_items']:,} items"
+            )
         return model
 
     def _check_loaded(self) -> None:

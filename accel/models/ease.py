@@ -10,6 +10,7 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from accel.backends import Backend, get_backend
+from accel.data.ids import storable_ids
 from accel.errors import InputError, InsufficientMemoryError
 from accel.models.base import Recommender
 from accel.models.sparse_weights import SparseItemItem
@@ -104,14 +105,15 @@ class EASE(Recommender):
             steps.done("gram")
             self._weights_from_gram(G, steps, cooccurring=bool((np.diff(X.indptr) >= 2).any()))
 
-    def fit_gram(self, G: Any, show_progress: bool = True) -> EASE:
+    def fit_gram(self, G: Any, show_progress: bool = True, item_ids: object = None) -> EASE:
         """Learn from a precomputed Gram matrix ``G = XᵀX`` (n_items × n_items), e.g. from
         :func:`accel.distributed.gram_from_parquet`, without the interaction log. Returns self.
 
         ``G`` is worked on in place and becomes ``B_``: pass a C-contiguous array of
         the model's dtype (a NumPy array for the CPU backend; on the GPU it is copied
         to the device once) and do not use it afterwards. Only the solver's workspace
-        is allocated besides it.
+        is allocated besides it. ``item_ids`` (one per column of ``G``) are kept with
+        the model as :meth:`fit` keeps an ``Interactions``' ids.
         """
         self.dtype_ = check_dtype(self.dtype)
         self._check_params()
@@ -132,6 +134,9 @@ class EASE(Recommender):
                 f"(the model's dtype), but {problem}: pass a copy, "
                 f"np.array(G, dtype='{self.dtype_.name}', order='C')"
             )
+        if item_ids is not None and len(item_ids) != shape[0]:
+            raise InputError(f"item_ids has {len(item_ids):,} ids but G has {shape[0]:,} columns")
+        self.extras_ = {} if item_ids is None else {"item_ids": storable_ids(item_ids)}
         backend = self.backend_
         self.n_items_ = int(shape[0])
         G_dev = backend.to_device(G)

@@ -59,16 +59,8 @@ class CandidateFilters:
     def active(self) -> bool:
         return self.columns is not None or self.forbidden is not None or self.allowed is not None
 
-    def rows(self, start: int, stop: int) -> CandidateFilters:
-        """The filters of scored rows ``start:stop``."""
-        return CandidateFilters(
-            self.columns,
-            None if self.forbidden is None else self.forbidden[start:stop],
-            None if self.allowed is None else self.allowed[start:stop],
-        )
-
-    def take(self, rows: np.ndarray) -> CandidateFilters:
-        """The filters of scored rows ``rows`` (positions)."""
+    def take(self, rows: slice | np.ndarray) -> CandidateFilters:
+        """The filters of scored rows ``rows`` (a slice or positions)."""
         return CandidateFilters(
             self.columns,
             None if self.forbidden is None else self.forbidden[rows],

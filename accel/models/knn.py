@@ -155,11 +155,6 @@ class _KNN(Recommender):
         return sp.csr_matrix(result, dtype=self.dtype_)
 
 
-def _host_csr(X: Any) -> sp.csr_matrix:
-    """A SciPy CSR copy of a backend CSR matrix (CuPy's sparse matrices have ``get``)."""
-    return X if sp.issparse(X) else X.get()
-
-
 class ItemKNN(SparseItemItem, _KNN):
     """Item-based KNN: ``S = similarity(Xᵀ)`` keeps each item's ``k`` nearest items; scores are ``X · S``.
 
@@ -204,7 +199,7 @@ class UserKNN(_KNN):
         return self._similarity(X, self.X_train_T_, show_progress=False)
 
     def _score_batch(self, X: Any, rows: np.ndarray) -> Any:
-        W = self._neighbours(_host_csr(X))
+        W = self._neighbours(self.backend_.sparse_to_host(X))
         return (self.backend_.sparse_to_device(W, self.dtype_) @ self.X_dev_).toarray()
 
     def _sparse_factors(

@@ -26,7 +26,7 @@ class TopPopular(Recommender):
         super().__init__(backend=backend, dtype=dtype)
 
     def _fit(self, X: sp.csr_matrix, show_progress: bool) -> None:
-        self._set_counts(np.bincount(X.indices, minlength=self.n_items_).astype(self.dtype_))
+        self._set_counts(self.popularity_)
 
     def _set_counts(self, counts: np.ndarray) -> None:
         counts = np.asarray(counts, dtype=self.dtype_)
@@ -50,5 +50,9 @@ class TopPopular(Recommender):
     def _state(self) -> dict[str, Any]:
         return {"counts": self.counts_}
 
+    def _saved_state(self) -> dict[str, Any]:
+        return self._state()  # the counts are the popularity: saved once
+
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
         self._set_counts(np.asarray(arrays["counts"]))
+        self.popularity_ = np.rint(self._counts_host).astype(np.int64)

@@ -25,8 +25,10 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import svds
 from scipy.spatial import cKDTree
 
+from accel.data.ids import match_ids
 from accel.errors import InputError
 from accel.models.base import Recommender
+from accel.models.ease import PrunedEASE
 from accel.validation import binary_matrix, check_positive_int
 
 #: Layout methods; ``auto`` is cuML on a GPU, else umap-learn.
@@ -66,6 +68,8 @@ def item_fingerprints(model: Recommender, items: np.ndarray) -> np.ndarray | sp.
             for i in range(0, items.size, step)
         ]
         return sp.vstack(chunks, format="csr")
+    if isinstance(model, PrunedEASE):  # B's columns, pruned: the items that lead to each item
+        return sp.csr_matrix(model.S_[:, items].T, dtype=np.float32)
     if hasattr(model, "S_"):
         return sp.csr_matrix(model.S_[items], dtype=np.float32)
     raise InputError(
@@ -159,8 +163,12 @@ def resolve_layout(layout: str | Layout) -> tuple[str, Layout]:
     return layout, {"umap": _umap_learn, "cuml": _cuml, "svd": _svd}[layout]
 
 
-def read_item_meta(source: str | os.PathLike[str] | pd.DataFrame) -> pd.DataFrame:
-    """Item attributes from a frame, a CSV/TSV/Parquet file, or a MovieLens folder (its movie list)."""
+def read_item_meta(source: str | os.PathLike[str] | pd.DataFrame, item_col: str) -> pd.DataFrame:
+    """Item attributes from a frame, a CSV/TSV/Parquet file, or a MovieLens folder (its movie list).
+
+    A text file's ``item_col`` is read as strings, as the log's ids are (``"0108775015"``
+    keeps its leading zero).
+    """
     if isinstance(source, pd.DataFrame):
         return source
     from accel.data.interactions import read_table
@@ -171,7 +179,7 @@ def read_item_meta(source: str | os.PathLike[str] | pd.DataFrame) -> pd.DataFram
         return movielens_items(path)
     if not path.is_file():
         raise InputError(f"item attributes {path} do not exist")
-    return read_table(path, "auto")
+    return read_table(path, "auto", id_cols=(item_col,))
 
 
 def _pick(frame: pd.DataFrame, wanted: str | None, candidates: tuple[str, ...], what: str) -> str | None:
@@ -195,12 +203,13 @@ def _meta_columns(meta: pd.DataFrame, item_col: str, color_by: str | None) -> tu
 
 
 def _attach_meta(table: pd.DataFrame, meta: pd.DataFrame, item_col: str, columns: list[str]) -> None:
-    """Add ``meta``'s ``columns`` to ``table``, matched on the item id (compared as text)."""
+    """Add ``meta``'s ``columns`` to ``table``, matched on the item id as the log's ids are matched."""
     unique = meta.drop_duplicates(item_col)
-    attrs = unique.set_index(unique[item_col].astype(str))[columns]
-    keys = table["item"].astype(str)
+    rows = match_ids(table["item"].to_numpy(), unique[item_col].to_numpy())
+    found = rows >= 0
     for column in columns:
-        table[column] = keys.map(attrs[column]).to_numpy()
+        values = pd.Series(unique[column].to_numpy()[np.maximum(rows, 0)], dtype=object)
+        table[column] = values.where(found, None).to_numpy()
 
 
 def item_map(
@@ -252,7 +261,7 @@ def item_map(
         if item_col is None:
             saved = extras.get("item_col")
             item_col = str(saved[()]) if saved is not None and str(saved[()]) else "item_id"
-        frame = read_item_meta(meta)
+        frame = read_item_meta(meta, item_col)
         color, label_name = _meta_columns(frame, item_col, color_by)
     elif color_by is not None:
         raise InputError(f"color_by={color_by!r} needs item attributes (meta / --meta)")

@@ -259,7 +259,7 @@ def test_recommend_from_items_takes_candidate_filters_as_ids(log):
     top, _ = popular_top(log.matrix()[:, 10:30], 3)
     assert cold["item"].tolist() == list(log.item_ids[10 + top]) and (cold["source"] == "popular").all()
     per_user = pd.DataFrame({"user": "u1", "item": items})
-    with pytest.raises(InputError, match="forbidden_items has per-user lists .* a new user has no id"):
+    with pytest.raises(InputError, match=r"forbidden_items has per-user lists .* a new user has no id"):
         log.recommend_from_items(model, items, forbidden_items=per_user)
 
 

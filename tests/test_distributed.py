@@ -348,3 +348,61 @@ def test_filters_and_pruned_model_on_workers(client, X, model, tmp_path):
     frame = read_output(tmp_path / "recs")
     assert manifest["run"]["filters"] and len(frame) == manifest["rows_written"]
     assert not forbidden[frame["user"].to_numpy(), frame["item"].to_numpy()].any()
+
+
+def test_unknown_users_on_workers(client, model, X, tmp_path):
+    """Rows with no items get popular items, are skipped, or are refused before any work is sent."""
+    empty = sp.csr_matrix((1, X.shape[1]), dtype=X.dtype)
+    rows = sp.vstack([X[:5], empty, X[5:30], empty, X[30:50]]).tocsr()  # rows 5 and 31 have no items
+    for mode in ("popular", "skip"):
+        got = recommend(model, rows, k=K, client=client, chunk_users=16, unknown_users=mode)
+        expected = model.recommend(rows, k=K, unknown_users=mode)
+        np.testing.assert_array_equal(got[0], expected[0])
+        np.testing.assert_array_equal(got[1], expected[1])
+    assert (got[0][[5, 31]] == -1).all() and (got[0][[4, 6, 30, 32]] >= 0).all()
+    untouchable = object()  # any use of the client would fail on it
+    with pytest.raises(InputError, match=r"2 of 52 rows .*first is row 5.* have no items"):
+        recommend(model, rows, k=K, client=untouchable, unknown_users="error")
+    with pytest.raises(InputError, match="2 of 52 rows"):
+        recommend_to_parquet(model, rows, tmp_path / "refused", client=untouchable, unknown_users="error")
+    assert not (tmp_path / "refused").exists()
+    with pytest.raises(InputError, match="unknown_users must be one of 'popular', 'skip', 'error'"):
+        recommend(model, rows, client=untouchable, unknown_users="drop")
+    assert recommend(model, X[:20], k=K, client=client, unknown_users="error")[0].shape == (20, K)
+
+    out = tmp_path / "skip"
+    options = {"k": K, "client": client, "chunk_users": 16}
+    manifest = recommend_to_parquet(model, rows, out, unknown_users="skip", **options)
+    frame = read_output(out)
+    assert manifest["run"]["unknown_users"] == "skip" and len(frame) == manifest["rows_written"] == 50 * K
+    assert set(frame["user"]) == set(range(52)) - {5, 31} and (frame["source"] == "model").all()
+    ids, scores = model.recommend(rows, k=K, unknown_users="skip")
+    np.testing.assert_array_equal(frame["item"].to_numpy(), ids[ids >= 0])
+    np.testing.assert_array_equal(frame["score"].to_numpy(), scores[ids >= 0])
+    with pytest.raises(InputError, match=r"different run \(differs in: unknown_users\)"):
+        recommend_to_parquet(model, rows, out, **options)
+    resumed = recommend_to_parquet(model, rows, out, unknown_users="skip", **options)
+    assert (resumed["chunks_written"], resumed["chunks_resumed"]) == (0, 4)
+    popular = recommend_to_parquet(model, rows, tmp_path / "popular", **options)
+    assert "unknown_users" not in popular["run"] and popular["rows_written"] == 52 * K
+    cold = read_output(tmp_path / "popular").query("user in (5, 31)")
+    assert len(cold) == 2 * K and (cold["source"] == "popular").all()
+
+
+def test_cli_recommend_on_a_scheduler_skips_unknown_users(client, cli_model, tmp_path):
+    from accel.cli import main
+
+    log, model_dir = cli_model
+    frame = pd.read_parquet(log)
+    cold = frame.head(2).assign(user_id=[10_001, 10_002], item_id=[99_998, 99_999])  # items never seen
+    pd.concat([frame, cold]).to_parquet(tmp_path / "log.parquet")
+    args = ["recommend", str(model_dir), str(tmp_path / "log.parquet"), "--k", "4", "-q"]
+    args += ["--unknown-users", "skip"]
+    assert main([*args, "--out", str(tmp_path / "ref.parquet")]) == 0
+    assert main([*args, "--out", str(tmp_path / "recs"), "--scheduler", client.scheduler.address]) == 0
+    expected = pd.read_parquet(tmp_path / "ref.parquet").sort_values(["user", "rank"]).reset_index(drop=True)
+    got = read_output(tmp_path / "recs")
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+    assert (
+        not got["user"].isin([10_001, 10_002]).any() and got["user"].nunique() == frame["user_id"].nunique()
+    )

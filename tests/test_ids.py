@@ -231,6 +231,58 @@ def test_recommend_from_items_and_similar_items_take_ids(log, tmp_path):
         log.recommend_from_items(model, ["nope"])
 
 
+def test_recommend_takes_candidate_filters_as_ids(log):
+    model = accel.EASE(l2=20, backend="numpy").fit(log, show_progress=False)
+    users = ["u7", "u3", "u11"]
+    rows = log.matrix()[log.user_index(users)]
+    allowed, forbidden = list(log.item_ids[::2]), list(log.item_ids[:6])
+    # Lists of item ids for every user: the same as the model's index filters; unknown ids are ignored.
+    recs = log.recommend(
+        model, users=users, k=4, allowed_items=[*allowed, "nope"], forbidden_items={*forbidden, "gone"}
+    )
+    ids, scores = model.recommend(
+        rows, k=4, allowed_items=np.arange(0, log.n_items, 2), forbidden_items=np.arange(6)
+    )
+    assert recs["item"].tolist() == list(log.item_ids[ids[ids >= 0]])
+    np.testing.assert_allclose(recs["score"], scores[ids >= 0])
+    assert recs["item"].isin(allowed).all() and not recs["item"].isin(forbidden).any()
+    # Per-user lists as a frame of user and item ids: an earlier answer is never repeated, so the
+    # next answer is that answer's continuation.
+    longer = log.recommend(model, users=users, k=6)
+    shown = longer[longer["rank"] <= 3][["user", "item"]]
+    extra = pd.DataFrame({"user": ["nobody", "u7"], "item": [log.item_ids[0], "nope"]})
+    more = log.recommend(model, users=users, k=3, forbidden_items=pd.concat([shown, extra]))
+    rest = longer[longer["rank"] > 3]
+    assert more[["user", "item"]].values.tolist() == rest[["user", "item"]].values.tolist()
+    np.testing.assert_allclose(more["score"], rest["score"])
+    # A per-user allowed list: a user without one gets nothing; the others only their own items.
+    mine = list(log.item_ids[[1, 2, 5, 40]])
+    only = log.recommend(model, users=users, k=5, allowed_items=pd.DataFrame({"user": "u3", "item": mine}))
+    seen = set(log.item_ids[rows[1].indices])
+    assert set(only["user"]) == {"u3"} and set(only["item"]) == set(mine) - seen
+    with pytest.raises(InputError, match="allowed_items has no item column 'item'"):
+        log.recommend(model, users=users, allowed_items=pd.DataFrame({"item_id": mine}))
+
+
+def test_recommend_from_items_takes_candidate_filters_as_ids(log):
+    model = accel.EASE(l2=20, backend="numpy").fit(log, show_progress=False)
+    items = list(log.item_ids[[3, 9]])
+    allowed = pd.DataFrame({"item": log.item_ids[10:30]})  # a frame without users: one list for all
+    recs = log.recommend_from_items(model, items, k=5, allowed_items=allowed, forbidden_items=["00012"])
+    ids, scores = model.recommend_from_items(
+        [3, 9], k=5, allowed_items=np.arange(10, 30), forbidden_items=log.item_index(["00012"])
+    )
+    assert recs["item"].tolist() == list(log.item_ids[ids]) and "00012" not in set(recs["item"])
+    np.testing.assert_allclose(recs["score"], scores)
+    # A new user with no items gets the most popular of the allowed items.
+    cold = log.recommend_from_items(model, [], k=3, allowed_items=list(log.item_ids[10:30]))
+    top, _ = popular_top(log.matrix()[:, 10:30], 3)
+    assert cold["item"].tolist() == list(log.item_ids[10 + top]) and (cold["source"] == "popular").all()
+    per_user = pd.DataFrame({"user": "u1", "item": items})
+    with pytest.raises(InputError, match=r"forbidden_items has per-user lists .* a new user has no id"):
+        log.recommend_from_items(model, items, forbidden_items=per_user)
+
+
 def test_a_model_without_ids_uses_the_logs_when_they_fit(log):
     model = accel.TopPopular(backend="numpy").fit(log.matrix(), show_progress=False)
     assert "item_ids" not in model.extras_

@@ -19,14 +19,12 @@ from accel.cli._common import (
     saved_text,
     write_table,
 )
-from accel.data.ids import match_ids
 from accel.data.interactions import read_table
-from accel.data.serving import history_matrix, items_row, recommendations_frame
+from accel.data.serving import FILTER_KINDS, history_matrix, id_filter, items_row, recommendations_frame
 from accel.distributed.cli_options import add_dask_args, recommend_with_dask, wants_dask
 from accel.distributed.run_output import check_run_folder
 from accel.errors import InputError
 from accel.models.base import UNKNOWN_USERS, Recommender
-from accel.validation import binary_matrix
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -85,40 +83,23 @@ def report_unknown_users(X: sp.csr_matrix, user_ids: np.ndarray, args: argparse.
         )
 
 
-def item_filter(
-    path: str, item_ids: np.ndarray, item_col: str, user_col: str, user_ids: np.ndarray | None
-) -> np.ndarray | sp.csr_matrix:
-    """An ``allowed_items`` / ``forbidden_items`` value from a file of item ids (and maybe users).
-
-    Without a ``user_col`` column: model item indices for every user. With one:
-    a users × items matrix over ``user_ids`` (the served users, in order).
-    """
-    frame = read_table(path, id_cols=(item_col, user_col))
-    if item_col not in frame.columns:
-        raise InputError(
-            f"{path} has no item column {item_col!r} (columns: {', '.join(map(str, frame.columns))})"
-        )
-    items = match_ids(frame[item_col].to_numpy(), item_ids)
-    if user_col not in frame.columns:
-        return np.unique(items[items >= 0])
-    if user_ids is None:
-        raise InputError(f"{path} has per-user lists (a {user_col!r} column): give INPUT, not --items")
-    users = match_ids(frame[user_col].to_numpy(), np.asarray(user_ids))
-    ok = (items >= 0) & (users >= 0)
-    return binary_matrix(users[ok], items[ok], (len(user_ids), len(item_ids)), np.dtype(np.float32))
-
-
 def filters_from_args(
     args: argparse.Namespace, model: Recommender, item_ids: np.ndarray, user_ids: np.ndarray | None
 ) -> dict[str, object]:
-    """``allowed_items`` / ``forbidden_items`` keywords from ``--allowed-items`` / ``--forbidden-items``."""
+    """``allowed_items`` / ``forbidden_items`` keywords from ``--allowed-items`` / ``--forbidden-items``.
+
+    Each is a file of item ids (one list for every user), or, with a user column,
+    each served user's own list.
+    """
     item_col = args.item_col or saved_text(model, "item_col") or "item_id"
     user_col = args.user_col or saved_text(model, "user_col") or "user_id"
-    return {
-        f"{kind}_items": item_filter(path, item_ids, item_col, user_col, user_ids)
-        for kind, path in (("allowed", args.allowed_items), ("forbidden", args.forbidden_items))
-        if path is not None
-    }
+    filters = {}
+    for kind in FILTER_KINDS:
+        path = getattr(args, f"{kind}_items")
+        if path is not None:
+            table = read_table(path, id_cols=(item_col, user_col))
+            filters[f"{kind}_items"] = id_filter(table, item_ids, user_ids, path, item_col, user_col)
+    return filters
 
 
 def run(args: argparse.Namespace) -> int:
@@ -151,9 +132,6 @@ def run(args: argparse.Namespace) -> int:
                 f"accel recommend: ignored {unknown:,} interactions with items the model does not know",
                 file=sys.stderr,
             )
-        if wants_dask(args) and args.unknown_users == "skip":  # workers give them the popular items
-            known = np.diff(X.indptr) > 0
-            X, user_ids = X[known], user_ids[known]
         filters = filters_from_args(args, model, item_ids, user_ids)
         if wants_dask(args):
             return recommend_with_dask(args, model, X, user_ids, filters)

@@ -156,6 +156,9 @@ class Interactions:
         exclude_seen: bool = True,
         unknown_users: str = "popular",
         show_progress: bool = False,
+        *,
+        allowed_items: object = None,
+        forbidden_items: object = None,
     ) -> pd.DataFrame:
         """Top ``k`` for ``users`` (ids of this log; default all) from their history in this log.
 
@@ -165,11 +168,18 @@ class Interactions:
         log; items it does not know are left out of the histories. A user left with
         no known items gets the most popular items (``source == "popular"``) unless
         ``unknown_users`` is ``"skip"`` (no rows) or ``"error"``.
+
+        ``allowed_items`` / ``forbidden_items`` restrict the candidates by id: a
+        list of item ids for every user, or a DataFrame with columns ``user`` and
+        ``item`` (e.g. an earlier result) of each user's own items; a user absent
+        from a per-user allowed list gets nothing. Ids the model or ``users`` lack
+        are ignored.
         """
         item_ids = serving.model_item_ids(model, self.item_ids)
         X, user_ids, _ = serving.history_matrix(item_ids, self, users)
+        filters = serving.id_filters(item_ids, user_ids, allowed_items, forbidden_items)
         return serving.recommendations_frame(
-            model, X, user_ids, item_ids, k, exclude_seen, unknown_users, show_progress
+            model, X, user_ids, item_ids, k, exclude_seen, unknown_users, show_progress, filters
         )
 
     def recommend_from_items(
@@ -179,12 +189,19 @@ class Interactions:
         k: int = 10,
         exclude_seen: bool = True,
         unknown_users: str = "popular",
+        *,
+        allowed_items: object = None,
+        forbidden_items: object = None,
     ) -> pd.DataFrame:
-        """Top ``k`` (``item, rank, score, source``) for a new user who has ``items`` (item ids)."""
+        """Top ``k`` (``item, rank, score, source``) for a new user who has ``items`` (item ids).
+
+        ``allowed_items`` / ``forbidden_items`` are lists of item ids (unknown ones are ignored).
+        """
         item_ids = serving.model_item_ids(model, self.item_ids)
         X = serving.items_row(item_ids, items)
+        filters = serving.id_filters(item_ids, None, allowed_items, forbidden_items)
         frame = serving.recommendations_frame(
-            model, X, np.array([None]), item_ids, k, exclude_seen, unknown_users
+            model, X, np.array([None]), item_ids, k, exclude_seen, unknown_users, filters=filters
         )
         return frame.drop(columns="user")
 

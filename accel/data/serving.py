@@ -12,6 +12,9 @@ from accel.data.ids import lookup_ids, match_ids
 from accel.errors import InputError
 from accel.validation import binary_matrix
 
+#: Filters of ``recommend`` that the id-level calls take as ids.
+FILTER_KINDS = ("allowed", "forbidden")
+
 if TYPE_CHECKING:
     from accel.data.interactions import Interactions
     from accel.models.base import Recommender
@@ -98,6 +101,56 @@ def recommendations_frame(
             "source": row_sources(X, width)[keep],
         }
     )
+
+
+def id_filter(
+    value: object,
+    item_ids: np.ndarray,
+    user_ids: np.ndarray | None,
+    name: str,
+    item_col: str = "item",
+    user_col: str = "user",
+) -> np.ndarray | sp.csr_matrix:
+    """An ``allowed_items`` / ``forbidden_items`` value of ``recommend`` from ids of the log.
+
+    ``value`` is item ids for every user, or a DataFrame with an ``item_col``
+    column and, for each user's own list, a ``user_col`` column: then a users ×
+    items matrix over ``user_ids`` (the served users, in order; ``None`` for one
+    new user, who has no id). Ids the model or the served users lack are ignored.
+    ``name`` names ``value`` in errors.
+    """
+    if isinstance(value, pd.DataFrame):
+        if item_col not in value.columns:
+            raise InputError(
+                f"{name} has no item column {item_col!r} (columns: {', '.join(map(str, value.columns))})"
+            )
+        if user_col in value.columns:
+            if user_ids is None:
+                raise InputError(
+                    f"{name} has per-user lists (a {user_col!r} column), but a new user has no id: "
+                    "give one list of items"
+                )
+            items = match_ids(value[item_col].to_numpy(), item_ids)
+            users = match_ids(value[user_col].to_numpy(), np.asarray(user_ids))
+            ok = (items >= 0) & (users >= 0)
+            shape = (len(user_ids), len(item_ids))
+            return binary_matrix(users[ok], items[ok], shape, np.dtype(np.float32))
+        value = value[item_col].to_numpy()
+    if isinstance(value, (set, frozenset)):
+        value = list(value)
+    items = match_ids(value, item_ids)
+    return np.unique(items[items >= 0])
+
+
+def id_filters(
+    item_ids: np.ndarray, user_ids: np.ndarray | None, allowed_items: object, forbidden_items: object
+) -> dict[str, object]:
+    """``allowed_items`` / ``forbidden_items`` keywords of ``recommend`` from ids (see :func:`id_filter`)."""
+    return {
+        f"{kind}_items": id_filter(value, item_ids, user_ids, f"{kind}_items")
+        for kind, value in zip(FILTER_KINDS, (allowed_items, forbidden_items), strict=True)
+        if value is not None
+    }
 
 
 def row_sources(X: sp.csr_matrix, k: int) -> np.ndarray:

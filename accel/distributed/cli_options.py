@@ -76,6 +76,7 @@ def recommend_with_dask(
             item_ids=np.asarray(model.extras_["item_ids"]),
             overwrite=args.overwrite,
             show_progress=not args.quiet,
+            unknown_users=args.unknown_users,
             **(filters or {}),
         )
     finally:

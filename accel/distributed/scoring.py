@@ -32,9 +32,9 @@ from accel.distributed.run_output import (
     write_manifest,
 )
 from accel.errors import InputError
-from accel.models.base import Recommender, load_model
+from accel.models.base import UNKNOWN_USERS, Recommender, load_model
 from accel.models.filters import CandidateFilters
-from accel.validation import as_interactions, check_k
+from accel.validation import as_interactions, check_choice, check_k
 
 #: Times a failed chunk task is retried (worker deaths are rescheduled by Dask besides).
 RETRIES = 3
@@ -72,6 +72,15 @@ def _client_model(model: Recommender | str | os.PathLike[str]) -> Recommender:
         )
     model._check_fitted()
     return model
+
+
+def _check_unknown_users(fitted: Recommender, X: sp.csr_matrix, unknown_users: object) -> str:
+    """``unknown_users`` checked; ``"error"`` refuses rows with no items here, before any work is sent."""
+    unknown_users = check_choice("unknown_users", unknown_users, UNKNOWN_USERS)
+    if unknown_users == "error":
+        untouched = np.empty((X.shape[0], 0))
+        fitted.fill_rows_without_items(np.diff(X.indptr) == 0, untouched, untouched, unknown_users)
+    return unknown_users
 
 
 def _chunk_filters(filters: CandidateFilters, start: int, stop: int) -> dict[str, Any]:
@@ -118,9 +127,11 @@ def _wait(client: Any, futures: list[Any], show_progress: bool) -> list[Any]:
 
 # ---- in-memory results -----------------------------------------------------------
 def _recommend_chunk(
-    ref: Any, X: sp.csr_matrix, k: int, exclude_seen: bool, filters: dict[str, Any]
+    ref: Any, X: sp.csr_matrix, k: int, exclude_seen: bool, unknown_users: str, filters: dict[str, Any]
 ) -> tuple[np.ndarray, np.ndarray]:
-    return worker_model(ref).recommend(X, k=k, exclude_seen=exclude_seen, **filters)
+    return worker_model(ref).recommend(
+        X, k=k, exclude_seen=exclude_seen, unknown_users=unknown_users, **filters
+    )
 
 
 def recommend(
@@ -133,13 +144,16 @@ def recommend(
     show_progress: bool = False,
     *,
     model_transfer: str = "auto",
+    unknown_users: str = "popular",
     allowed_items: object = None,
     forbidden_items: object = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``model.recommend(X, k)`` computed chunk by chunk on Dask workers; the same ``(ids, scores)``.
 
     ``allowed_items`` / ``forbidden_items`` are those of ``recommend`` (item indices,
-    or a users × items matrix whose rows are split with the chunks).
+    or a users × items matrix whose rows are split with the chunks). ``unknown_users``
+    is that of ``recommend`` (rows with no items: ``"popular"``, ``"skip"`` or
+    ``"error"``, which is raised before any work is sent).
 
     ``model`` is a fitted model or the folder of a saved one. ``client`` defaults
     to the current Dask client, else a temporary local cluster. ``model_transfer``
@@ -150,6 +164,7 @@ def recommend(
     X = as_interactions(X, dtype=fitted.dtype_, n_items=fitted.n_items_, name="X")
     k = check_k(k, fitted.n_items_)
     chunk = _check_chunk(chunk_users, X.shape[0])
+    unknown_users = _check_unknown_users(fitted, X, unknown_users)
     filters = CandidateFilters.resolve(allowed_items, forbidden_items, X.shape[0], fitted.n_items_)
     with using_client(client) as dask_client:
         shipped = ship_model(dask_client, model, model_transfer)
@@ -161,6 +176,7 @@ def recommend(
                     X[start : start + chunk],
                     k,
                     bool(exclude_seen),
+                    unknown_users,
                     _chunk_filters(filters, start, start + chunk),
                     pure=False,
                     retries=RETRIES,
@@ -181,6 +197,7 @@ def _write_chunk(
     X: sp.csr_matrix,
     k: int,
     exclude_seen: bool,
+    unknown_users: str,
     users: np.ndarray,
     item_ids: np.ndarray | None,
     filters: dict[str, Any],
@@ -190,7 +207,9 @@ def _write_chunk(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    ids, scores = worker_model(ref).recommend(X, k=k, exclude_seen=exclude_seen, **filters)
+    ids, scores = worker_model(ref).recommend(
+        X, k=k, exclude_seen=exclude_seen, unknown_users=unknown_users, **filters
+    )
     keep = ids.ravel() >= 0
     items = ids.ravel()[keep]
     table = pa.table(
@@ -239,6 +258,7 @@ def recommend_to_parquet(
     exclude_seen: bool = True,
     show_progress: bool = False,
     model_transfer: str = "auto",
+    unknown_users: str = "popular",
     allowed_items: object = None,
     forbidden_items: object = None,
 ) -> dict[str, Any]:
@@ -249,11 +269,14 @@ def recommend_to_parquet(
     used unless ``user_ids`` / ``item_ids`` are given (item ids default to those a
     model saved by ``accel fit`` carries). Columns: ``user``,
     ``item`` (original ids when known, else indices), ``rank`` (1 = best) and
-    ``score``; slots a user has no unseen item for are left out. ``path`` must be
+    ``score`` and ``source``; slots a user has no unseen item for are left out, and
+    so are all of a user's with ``unknown_users="skip"``. ``path`` must be
     on storage every worker can write. A folder holding a different run is
     refused unless ``overwrite``; the same unfinished run is resumed. Returns the
     manifest written to ``path/_accel_run.json``. ``allowed_items`` /
-    ``forbidden_items`` filter candidates as in :func:`recommend`.
+    ``forbidden_items`` and ``unknown_users`` are those of :func:`recommend`; like
+    the filters, a ``unknown_users`` other than ``"popular"`` is part of the run,
+    so a resumed run must use the same one.
     """
     fitted = _client_model(model)
     matrix, log_users, log_items = _interactions(X_or_interactions)
@@ -271,6 +294,7 @@ def recommend_to_parquet(
     k = check_k(k, fitted.n_items_)
     chunk = _check_chunk(chunk_users, n_users)
     n_chunks = math.ceil(n_users / chunk)
+    unknown_users = _check_unknown_users(fitted, X, unknown_users)
     filters = CandidateFilters.resolve(allowed_items, forbidden_items, n_users, fitted.n_items_)
     run = {
         "format": "accel-recommendations",
@@ -283,6 +307,7 @@ def recommend_to_parquet(
         "k": k,
         "exclude_seen": bool(exclude_seen),
         **({"filters": _filters_fingerprint(filters)} if filters.active else {}),
+        **({"unknown_users": unknown_users} if unknown_users != "popular" else {}),
     }
     folder = Path(path).resolve()
     done = prepare_folder(folder, run, overwrite)
@@ -301,6 +326,7 @@ def recommend_to_parquet(
                     X[i * chunk : (i + 1) * chunk],
                     k,
                     bool(exclude_seen),
+                    unknown_users,
                     user_labels[i * chunk : (i + 1) * chunk],
                     items_ref,
                     _chunk_filters(filters, i * chunk, (i + 1) * chunk),

@@ -268,8 +268,8 @@ def recommend_to_parquet(
     (anything with ``matrix()``, ``user_ids`` and ``item_ids``), whose ids are
     used unless ``user_ids`` / ``item_ids`` are given (item ids default to those a
     model saved by ``accel fit`` carries). Columns: ``user``,
-    ``item`` (original ids when known, else indices), ``rank`` (1 = best) and
-    ``score`` and ``source``; slots a user has no unseen item for are left out, and
+    ``item`` (original ids when known, else indices), ``rank`` (1 = best),
+    ``score`` and ``source`` (``model`` or ``popular``); slots a user has no unseen item for are left out, and
     so are all of a user's with ``unknown_users="skip"``. ``path`` must be
     on storage every worker can write. A folder holding a different run is
     refused unless ``overwrite``; the same unfinished run is resumed. Returns the

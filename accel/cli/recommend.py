@@ -83,6 +83,14 @@ def report_unknown_users(X: sp.csr_matrix, user_ids: np.ndarray, args: argparse.
         )
 
 
+def id_columns(args: argparse.Namespace, model: Recommender) -> tuple[str, str]:
+    """The user and item columns: as given, else as saved at fit time."""
+    return (
+        args.user_col or saved_text(model, "user_col") or "user_id",
+        args.item_col or saved_text(model, "item_col") or "item_id",
+    )
+
+
 def filters_from_args(
     args: argparse.Namespace, model: Recommender, item_ids: np.ndarray, user_ids: np.ndarray | None
 ) -> dict[str, object]:
@@ -91,8 +99,7 @@ def filters_from_args(
     Each is a file of item ids (one list for every user), or, with a user column,
     each served user's own list.
     """
-    item_col = args.item_col or saved_text(model, "item_col") or "item_id"
-    user_col = args.user_col or saved_text(model, "user_col") or "user_id"
+    user_col, item_col = id_columns(args, model)
     filters = {}
     for kind in FILTER_KINDS:
         path = getattr(args, f"{kind}_items")
@@ -120,8 +127,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         inter = read_interactions(
             args.input,
-            args.user_col or saved_text(model, "user_col") or "user_id",
-            args.item_col or saved_text(model, "item_col") or "item_id",
+            *id_columns(args, model),
             args.time_col,
             args.input_format or saved_text(model, "input_format") or "auto",
         )

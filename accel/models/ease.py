@@ -216,18 +216,30 @@ class EASE(Recommender):
 
 
 def prune_columns(B: Any, density: float, backend: Backend) -> sp.csr_matrix:
-    """CSR keeping the ``ceil(density · n)`` largest-magnitude entries of each column of ``B``.
-
-    ``B`` is a backend array, brought to the host a block of columns at a time (a
-    GPU-fitted model never needs n² of host memory). Ties at the cut go to the
-    lower row (a stable order), so pruning is reproducible.
-    """
-    n_rows, n_cols = B.shape
+    """CSR keeping the ``ceil(density · n)`` largest-magnitude entries of each column of ``B``."""
+    n_rows = B.shape[0]
     keep = max(1, min(n_rows, int(np.ceil(density * n_rows))))
-    rows, cols, values = [], [], []
-    for start in range(0, n_cols, _PRUNE_COLUMNS):
-        block = backend.to_host(B[:, start : start + _PRUNE_COLUMNS])
-        magnitude = np.abs(block)
+    S = strongest_in_columns(B, keep, backend).T.tocsr()
+    S.eliminate_zeros()
+    return S
+
+
+def strongest_in_columns(
+    B: Any, keep: int, backend: Backend, columns: np.ndarray | None = None, block: int = _PRUNE_COLUMNS
+) -> sp.csr_matrix:
+    """One row per column of ``B`` (``columns``, default all) holding its ``keep`` largest-magnitude entries.
+
+    ``B`` is a backend array, brought to the host ``block`` columns at a time (a
+    GPU-fitted model never needs n² of host memory). Ties at the cut go to the
+    lower row (a stable order), so the result is reproducible.
+    """
+    n_rows = B.shape[0]
+    columns = np.arange(B.shape[1]) if columns is None else np.asarray(columns)
+    keep = min(keep, n_rows)
+    rows, values = [], []
+    for start in range(0, columns.size, block):
+        part = np.asarray(backend.to_host(B[:, columns[start : start + block]]))
+        magnitude = np.abs(part)
         if keep < n_rows:
             top = np.argpartition(-magnitude, keep - 1, axis=0)[:keep]
             kth = np.take_along_axis(magnitude, top, axis=0).min(axis=0)
@@ -235,14 +247,12 @@ def prune_columns(B: Any, density: float, backend: Backend) -> sp.csr_matrix:
             if tied.size:
                 top[:, tied] = np.argsort(-magnitude[:, tied], axis=0, kind="stable")[:keep]
         else:
-            top = np.broadcast_to(np.arange(n_rows)[:, None], block.shape)
-        rows.append(top.ravel())
-        cols.append(np.broadcast_to(np.arange(start, start + block.shape[1]), top.shape).ravel())
-        values.append(np.take_along_axis(block, top, axis=0).ravel())
-    S = sp.csr_matrix(
-        (np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))), shape=(n_rows, n_cols)
-    )
-    S.eliminate_zeros()
+            top = np.broadcast_to(np.arange(n_rows)[:, None], part.shape)
+        rows.append(top.T.ravel())
+        values.append(np.take_along_axis(part, top, axis=0).T.ravel())
+    indptr = np.arange(0, columns.size * keep + 1, keep)
+    S = sp.csr_matrix((np.concatenate(values), np.concatenate(rows), indptr), shape=(columns.size, n_rows))
+    S.sort_indices()
     return S
 
 

@@ -28,7 +28,7 @@ from scipy.spatial import cKDTree
 from accel.data.ids import match_ids
 from accel.errors import InputError
 from accel.models.base import Recommender
-from accel.models.ease import PrunedEASE
+from accel.models.ease import PrunedEASE, strongest_in_columns
 from accel.validation import binary_matrix, check_positive_int
 
 #: Layout methods; ``auto`` is cuML on a GPU, else umap-learn.
@@ -60,14 +60,8 @@ def item_fingerprints(model: Recommender, items: np.ndarray) -> np.ndarray | sp.
         if n <= DENSE_FINGERPRINT_LIMIT:
             return np.ascontiguousarray(np.asarray(model.backend_.to_host(model.B_[:, items]), np.float32).T)
         step = max(1, _CHUNK_BYTES // (4 * n))  # columns copied to the host at a time
-        chunks = [
-            _strongest(
-                np.asarray(model.backend_.to_host(model.B_[:, items[i : i + step]]), np.float32).T,
-                FINGERPRINT_TOP,
-            )
-            for i in range(0, items.size, step)
-        ]
-        return sp.vstack(chunks, format="csr")
+        F = strongest_in_columns(model.B_, FINGERPRINT_TOP, model.backend_, items, block=step)
+        return F.astype(np.float32)
     if isinstance(model, PrunedEASE):  # B's columns, pruned: the items that lead to each item
         return sp.csr_matrix(model.S_[:, items].T, dtype=np.float32)
     if hasattr(model, "S_"):
@@ -76,14 +70,6 @@ def item_fingerprints(model: Recommender, items: np.ndarray) -> np.ndarray | sp.
         f"a {type(model).__name__} has no item-item weights to map: use EASE or ItemKNN "
         "(UserKNN and TopPopular learn nothing per item)"
     )
-
-
-def _strongest(rows: np.ndarray, top: int) -> sp.csr_matrix:
-    """Each row's ``top`` largest-magnitude entries as a sparse matrix."""
-    keep = np.argpartition(-np.abs(rows), top, axis=1)[:, :top]
-    values = np.take_along_axis(rows, keep, axis=1)
-    indptr = np.arange(0, rows.shape[0] * top + 1, top)
-    return sp.csr_matrix((values.ravel(), keep.ravel(), indptr), shape=rows.shape)
 
 
 def _unit_rows(features: Any) -> sp.csr_matrix:

@@ -207,9 +207,7 @@ def _write_chunk(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    ids, scores = worker_model(ref).recommend(
-        X, k=k, exclude_seen=exclude_seen, unknown_users=unknown_users, **filters
-    )
+    ids, scores = _recommend_chunk(ref, X, k, exclude_seen, unknown_users, filters)
     keep = ids.ravel() >= 0
     items = ids.ravel()[keep]
     table = pa.table(

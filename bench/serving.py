@@ -6,9 +6,11 @@ top-20 for every training user with
 
 * similaripy's own sparse top-k, ``dot_product(X, S, k=20, filter_cols=X)``, on ItemKNN's ``S``
   (cosine, k=100): the reference for the sparse path;
-* accel ItemKNN and TopPopular (sparse top-k), accel EASE (dense), and the seed's
-  batch recipe on the same ``B`` (``X_b · B``, mask seen, ``argpartition``, sort;
-  10,000 users a batch);
+* accel ItemKNN and TopPopular (sparse top-k), accel EASE (dense, fused: each row
+  scored, filtered and ranked in one pass), the backend-neutral unfused pipeline on
+  the same ``B`` (a scored batch, masked, then ranked: what the GPU backend runs, and
+  what the CPU ran before fusion), and the seed's batch recipe (``X_b · B``, mask
+  seen, ``argpartition``, sort; 10,000 users a batch);
 * pruned EASE at several densities (sparse top-k), with its P@10 on the test part.
 
 Each row gives the median seconds of ``--repeats`` timings (default 3) and the size
@@ -33,6 +35,7 @@ import similaripy
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from accel import EASE, ItemKNN, TopPopular
+from accel.backends.base import Backend
 from accel.bench.datasets import holdout_split, synthetic
 from accel.bench.report import machine_info, write_json
 from accel.metrics import evaluate
@@ -41,6 +44,17 @@ RESULTS = Path(__file__).resolve().parent / "results"
 K = 20
 DENSITIES = (0.005, 0.01, 0.02, 0.05)
 SEED_BATCH = 10_000
+
+
+def unfused(model: EASE, X: sp.csr_matrix, k: int) -> np.ndarray:
+    """The backend-neutral dense path on the CPU: score a batch, mask seen items, rank."""
+    backend = model.backend_
+    batch = Backend.dense_batch_rows(backend, X.shape[1], model.B_.itemsize)
+    parts = [
+        Backend.dense_topk(backend, X[s : s + batch], model.B_, k, exclude=X[s : s + batch])[0]
+        for s in range(0, X.shape[0], batch)
+    ]
+    return np.vstack(parts)
 
 
 def seed_recipe(X: sp.csr_matrix, B: np.ndarray, k: int, batch: int = SEED_BATCH) -> np.ndarray:
@@ -129,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     p10_dense = precision(ease.recommend(X_test_rows, k=10)[0], split, items, test_users)
     record("accel EASE (dense)", seconds, ease_mib, p_at_10=round(p10_dense, 5))
     same = float((seed_ids == ease_ids).all(axis=1).mean())
+    seconds, unfused_ids = timed_here(lambda: unfused(ease, X, K))
+    record("accel EASE (dense, unfused pipeline)", seconds, None)
+    same_unfused = bool(np.array_equal(unfused_ids, ease_ids))
 
     for density in DENSITIES:
         pruned = ease.prune(density)
@@ -150,10 +167,14 @@ def main(argv: list[str] | None = None) -> int:
         / by["similaripy dot_product (ItemKNN S)"]["seconds"],
         "toppopular_vs_ease": by["accel TopPopular"]["seconds"] / dense["seconds"],
         "seed_recipe_vs_ease": by["seed batch recipe (EASE B)"]["seconds"] / dense["seconds"],
+        "unfused_vs_ease": by["accel EASE (dense, unfused pipeline)"]["seconds"] / dense["seconds"],
         "ease_vs_pruned_0.05": dense["seconds"] / pruned5["seconds"],
+        "ease_unfused_vs_pruned_0.05": by["accel EASE (dense, unfused pipeline)"]["seconds"]
+        / pruned5["seconds"],
         "pruned_0.05_p10_change": pruned5["p_at_10"] / dense["p_at_10"] - 1,
         "ease_vs_pruned_0.05_size": dense["mib"] / pruned5["mib"],
         "seed_rows_identical_to_ease": same,
+        "unfused_identical_to_ease": same_unfused,
     }
     payload = {
         "machine": machine_info(),

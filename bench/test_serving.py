@@ -1,8 +1,8 @@
 """Serving benchmarks (pytest-benchmark): top-20 for every user, seen items excluded, per model.
 
 ``pytest bench/test_serving.py --benchmark-only``. The sparse models are compared with
-similaripy's own top-k on the same weights, dense EASE with the seed's batch recipe
-and with pruned EASE (5% of each column of B); ``bench/serving.py`` measures the same
+similaripy's own top-k on the same weights, dense EASE with its unfused pipeline, the
+seed's batch recipe and pruned EASE (5% of each column of B); ``bench/serving.py`` measures the same
 at full size and writes the README table.
 """
 
@@ -13,7 +13,7 @@ import pytest
 import scipy.sparse as sp
 import similaripy
 from micro_data import interactions
-from serving import K, seed_recipe
+from serving import K, seed_recipe, unfused
 
 from accel import EASE, ItemKNN, TopPopular
 
@@ -55,6 +55,11 @@ def test_ease_dense(benchmark, X, ease):
     benchmark.extra_info["rows_equal_to_seed_recipe"] = float(
         (ids == seed_recipe(X, ease.B_, K)).all(axis=1).mean()
     )
+
+
+def test_ease_dense_unfused(benchmark, X, ease):
+    ids, _ = benchmark(lambda: unfused(ease, X, K))
+    assert np.array_equal(ids, ease.recommend(X, k=K)[0])
 
 
 def test_seed_recipe(benchmark, X, ease):

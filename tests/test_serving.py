@@ -9,19 +9,10 @@ import scipy.sparse as sp
 from conftest import random_interactions
 
 from accel import EASE, InputError, ItemKNN, PrunedEASE, TopPopular, UserKNN, load_model
-from accel.backends import get_backend
-from accel.backends.sparse_topk import padded_topk, sparse_topk
+from accel.backends import fused_topk, get_backend
+from accel.backends.base import Backend
+from accel.backends.fused_topk import dense_topk, sparse_topk
 from accel.models.ease import prune_columns
-
-
-def dense_reference(scores: np.ndarray, k: int, blocked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k of a dense float64 score matrix: positive, unblocked entries only; ties to the lower column;
-    padded with -1 / -inf (the sparse contract)."""
-    scores = np.where(blocked | (scores <= 0), -np.inf, scores)
-    ids = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    values = np.take_along_axis(scores, ids, axis=1)
-    ids[np.isneginf(values)] = -1
-    return ids, values
 
 
 def check_equal(ids, scores, ref_ids, ref_scores) -> None:
@@ -34,28 +25,99 @@ def X() -> sp.csr_matrix:
     return random_interactions(300, 80, 0.06, seed=11)
 
 
-def test_padded_topk_orders_by_score_then_column_and_pads():
-    rows = np.array([0, 0, 0, 0, 2, 2])
-    cols = np.array([5, 1, 3, 4, 0, 7])
-    vals = np.array([2.0, 2.0, 0.0, -1.0, 1.0, 3.0], dtype=np.float32)
-    ids, scores = padded_topk(rows, cols, vals, 3, 3)
-    assert ids.tolist() == [[1, 5, -1], [-1, -1, -1], [7, 0, -1]]
-    assert scores[0, :2].tolist() == [2.0, 2.0] and np.isneginf(scores[:, 2]).all()
+def dense_reference(scores: np.ndarray, k: int, blocked: np.ndarray, positive: bool = True):
+    """Top-k of a dense score matrix by a stable full sort: unblocked entries only (positive ones
+    too, the sparse contract); ties to the lower column; padded with -1 / -inf."""
+    drop = blocked | (scores <= 0) if positive else blocked
+    scores = np.where(drop, -np.inf, scores)
+    ids = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    values = np.take_along_axis(scores, ids, axis=1)
+    ids[np.isneginf(values)] = -1
+    return ids, values
 
 
-def test_sparse_topk_equals_dense_reference_with_ties():
-    """Small integer weights make many ties, which must go to the lower column as in the dense path."""
+def tied_factors(dtype=np.float32, n_rows=200, n_items=40):
+    """Binary rows and small integer weights: many exact ties, which must go to the lower column."""
     rng = np.random.default_rng(0)
-    A = sp.random(200, 40, density=0.1, format="csr", random_state=1, dtype=np.float32)
+    A = sp.random(n_rows, n_items, density=0.1, format="csr", random_state=1, dtype=dtype)
     A.data[:] = 1
-    W = sp.csr_matrix(rng.integers(-1, 3, size=(40, 40)).astype(np.float32) * (rng.random((40, 40)) < 0.3))
+    W = rng.integers(-1, 3, size=(n_items, n_items)).astype(dtype) * (rng.random((n_items, n_items)) < 0.3)
+    return A, W
+
+
+@pytest.mark.parametrize("touched", [False, True], ids=["scan", "touched"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sparse_topk_equals_dense_reference_with_ties(touched, dtype, monkeypatch):
+    # Both accumulators: clearing and scanning every column, and tracking the touched ones.
+    monkeypatch.setattr(fused_topk, "_TOUCHED_SHARE", 2.0 if touched else 0.0)
+    A, W_dense = tied_factors(dtype)
+    W = sp.csr_matrix(W_dense)
     dense = (A @ W).toarray()
     for k in (1, 3, 10, 40):
         ref = dense_reference(dense, k, A.toarray() > 0)
-        check_equal(*sparse_topk(A, W, k, exclude=A), *ref)
-        # Batching never changes results.
-        halves = [sparse_topk(A[s], W, k, exclude=A[s]) for s in (slice(0, 77), slice(77, None))]
+        ids, scores = sparse_topk(A, W, k, exclude=A, n_threads=3)
+        assert scores.dtype == dtype
+        assert np.array_equal(ids, ref[0]) and np.array_equal(scores, ref[1])
+        # Batching and threads never change results.
+        halves = [sparse_topk(A[s], W, k, exclude=A[s], n_threads=1) for s in (slice(0, 77), slice(77, None))]
         assert np.array_equal(np.vstack([h[0] for h in halves]), ref[0])
+
+
+@pytest.mark.parametrize("touched", [False, True], ids=["scan", "touched"])
+def test_sparse_topk_include_per_row_and_global(touched, monkeypatch):
+    monkeypatch.setattr(fused_topk, "_TOUCHED_SHARE", 2.0 if touched else 0.0)
+    A, W_dense = tied_factors()
+    W = sp.csr_matrix(W_dense)
+    dense = (A @ W).toarray()
+    allowed = sp.random(200, 40, density=0.4, format="csr", random_state=5, dtype=np.float32)
+    allowed.data[:] = 1
+    everyone = np.array([30, 2, 17, 5, 9, 2])
+    in_everyone = np.isin(np.arange(40), everyone)[None, :]
+    for include, outside in ((allowed, allowed.toarray() == 0), (everyone, ~in_everyone)):
+        ref = dense_reference(dense, 5, (A.toarray() > 0) | outside)
+        ids, scores = sparse_topk(A, W, 5, exclude=A, include=include, n_threads=2)
+        assert np.array_equal(ids, ref[0]) and np.array_equal(scores, ref[1])
+    ids, scores = sparse_topk(A, W, 5, include=np.array([], dtype=np.int64))
+    assert (ids == -1).all() and np.isneginf(scores).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dense_topk_equals_dense_reference_with_ties_and_filters(dtype):
+    """Any score above -inf counts on the dense path (negative and zero too), bit for bit as SciPy's X @ W."""
+    A, W = tied_factors(dtype, n_rows=150)
+    W = W + np.arange(40, dtype=dtype)[None, :] % 3 * dtype(0.25)  # still exact sums, still ties
+    dense = A @ W
+    seen = A.toarray() > 0
+    allowed = sp.random(150, 40, density=0.5, format="csr", random_state=7, dtype=np.float32)
+    allowed.data[:] = 1
+    everyone = np.array([0, 3, 4, 8, 21, 39])
+    in_everyone = np.isin(np.arange(40), everyone)[None, :]
+    cases = [(None, np.zeros_like(seen)), (allowed, allowed.toarray() == 0), (everyone, ~in_everyone)]
+    for include, outside in cases:
+        for k in (1, 7, 40):
+            ref = dense_reference(dense, k, seen | outside, positive=False)
+            ids, scores = dense_topk(A, W, k, exclude=A, include=include, n_threads=3)
+            assert scores.dtype == dtype
+            assert np.array_equal(ids, ref[0]) and np.array_equal(scores, ref[1])
+    # Without exclusions every column is a candidate; a read-only (memory-mapped) W is taken as is.
+    W.flags.writeable = False
+    ids, scores = dense_topk(A, W, 40, n_threads=1)
+    assert np.array_equal(ids, np.argsort(-dense, axis=1, kind="stable"))
+
+
+def test_dense_topk_matches_the_generic_backend_path():
+    """NumPy's fused top-k and the backend-neutral pipeline (score, mask, rank) agree."""
+    X = random_interactions(400, 120, 0.05, seed=3)
+    model = EASE(l2=20.0, backend="numpy").fit(X, show_progress=False)
+    backend = model.backend_
+    forbidden = sp.csr_matrix(random_interactions(400, 120, 0.02, seed=4))
+    exclude = (X + forbidden).tocsr()
+    exclude.data[:] = 1
+    columns = np.ones(120, dtype=bool)
+    columns[::7] = False
+    fused = backend.dense_topk(X, model.B_, 10, exclude, columns, None)
+    generic = Backend.dense_topk(backend, X, model.B_, 10, exclude, columns, None)
+    assert np.array_equal(fused[0], generic[0]) and np.array_equal(fused[1], generic[1])
 
 
 @pytest.mark.parametrize("make", [lambda: ItemKNN(k=20), lambda: UserKNN(k=30), TopPopular])

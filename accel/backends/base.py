@@ -19,6 +19,11 @@ Array = Any
 SparseMatrix = Any
 """A CSR matrix of the backend (``scipy.sparse`` or ``cupyx.scipy.sparse``)."""
 
+#: At most this share of free memory goes to one dense scoring batch (and at most ``batch_bytes``).
+_BATCH_MEMORY_SHARE = 0.25
+#: Dense n_items-wide arrays alive per scored row (scores, a filter's copy, top-k scratch).
+_ROW_COPIES = 3
+
 
 class Backend(ABC):
     """One array library (NumPy or CuPy) and the dense/sparse kernels EASE needs."""
@@ -122,6 +127,40 @@ class Backend(ABC):
         """A SciPy CSR copy of a backend CSR matrix (a no-op on the CPU)."""
         return X if sp.issparse(X) else X.get()
 
+    def dense_topk(
+        self,
+        X: sp.csr_matrix,
+        W: Array,
+        k: int,
+        exclude: sp.csr_matrix | None = None,
+        columns: np.ndarray | None = None,
+        allowed: sp.csr_matrix | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per row of ``X · W`` (host CSR ``X``, dense backend ``W``), the ``k`` best scores, as host arrays.
+
+        Columns stored in row ``u`` of ``exclude`` are never returned; ``columns``
+        (global boolean mask) and ``allowed`` (per-row CSR) restrict the candidates.
+        Ties go to the lower column; a row with fewer than ``k`` candidates is
+        padded with id ``-1`` and score ``-inf``. This default scores a dense
+        batch, masks it and ranks it with :meth:`topk`.
+        """
+        X_dev = self.sparse_to_device(X, W.dtype)
+        scores = self.sparse_dense_matmul(X_dev, W)
+        if exclude is not None:
+            self.mask_seen(scores, X_dev if exclude is X else self.sparse_to_device(exclude, W.dtype))
+        if columns is not None:
+            self.mask_columns(scores, np.flatnonzero(~columns))
+        if allowed is not None:
+            self.keep_only(scores, self.sparse_to_device(allowed, W.dtype))
+        ids, values = self.topk(scores, k)
+        ids[np.isneginf(values)] = -1
+        return ids, values
+
+    def dense_batch_rows(self, n_items: int, itemsize: int) -> int:
+        """Rows per :meth:`dense_topk` call that fit comfortably in free memory."""
+        budget = min(self.free_memory() * _BATCH_MEMORY_SHARE, self.batch_bytes)
+        return int(max(1, budget // (_ROW_COPIES * n_items * itemsize)))
+
     def sparse_topk(
         self,
         A: SparseMatrix,
@@ -132,14 +171,13 @@ class Backend(ABC):
     ) -> tuple[np.ndarray, np.ndarray]:
         """Per row of the sparse product ``A · W``, the ``k`` best positive scores, as host arrays.
 
-        Never forms a dense row: columns stored in row ``u`` of ``exclude`` are skipped
+        Never forms a dense batch: columns stored in row ``u`` of ``exclude`` are skipped
         and, with ``include`` (CSR per row, or an index array for every row), only its
         columns are candidates. Ties go to the lower column; a row with fewer than
         ``k`` positive candidates is padded with id ``-1`` and score ``-inf``. This
-        default runs on the host with similaripy's threaded top-k
-        (:mod:`accel.backends.sparse_topk`).
+        default runs on the host's cores (:mod:`accel.backends.fused_topk`).
         """
-        from accel.backends.sparse_topk import sparse_topk
+        from accel.backends.fused_topk import sparse_topk
 
         host = [
             None if M is None or isinstance(M, np.ndarray) else self.sparse_to_host(M)
@@ -151,11 +189,11 @@ class Backend(ABC):
             k,
             exclude=host[2],
             include=include if isinstance(include, np.ndarray) else host[3],
-            num_threads=self._sparse_threads(),
+            n_threads=self._host_threads(),
         )
 
-    def _sparse_threads(self) -> int:
-        """Threads for the host sparse top-k (0: similaripy's default, all cores)."""
+    def _host_threads(self) -> int:
+        """Threads for the host top-k kernels (0: one per core)."""
         return 0
 
     def synchronize(self) -> None:

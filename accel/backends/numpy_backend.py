@@ -31,6 +31,8 @@ _SYMMETRISE_ROWS = 256
 #: matrices are factorised in blocks of :data:`_CHOLESKY_BLOCK` (see ``_cholesky_blocked``).
 _LAPACK_POTRF_MAX_N = 16_384
 _CHOLESKY_BLOCK = 1024
+#: Rows per fused scoring call: only the progress bar's steps depend on it.
+_FUSED_BATCH_ROWS = 65_536
 
 
 def _n_threads() -> int:
@@ -215,7 +217,31 @@ class NumpyBackend(Backend):
         self._run_parallel(part, _row_chunks(scores.shape[0], self.n_threads))
         return ids, values
 
-    def _sparse_threads(self) -> int:
+    def dense_topk(
+        self,
+        X: sp.csr_matrix,
+        W: np.ndarray,
+        k: int,
+        exclude: sp.csr_matrix | None = None,
+        columns: np.ndarray | None = None,
+        allowed: sp.csr_matrix | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Scored, filtered and ranked in one pass per row (:mod:`accel.backends.fused_topk`)."""
+        from accel.backends.fused_topk import dense_topk
+
+        include: sp.csr_matrix | np.ndarray | None = allowed
+        if allowed is not None and columns is not None:
+            include = sp.csr_matrix(allowed.multiply(columns[None, :]))
+            include.eliminate_zeros()
+        elif columns is not None:
+            include = np.flatnonzero(columns)
+        return dense_topk(X, W, k, exclude=exclude, include=include, n_threads=self.n_threads)
+
+    def dense_batch_rows(self, n_items: int, itemsize: int) -> int:
+        # The fused top-k keeps one n_items-wide row per thread, whatever the batch.
+        return _FUSED_BATCH_ROWS
+
+    def _host_threads(self) -> int:
         return self.n_threads
 
     # ---- helpers -------------------------------------------------------------

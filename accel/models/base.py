@@ -38,10 +38,6 @@ from accel.validation import (
 FORMAT = "accel-model"
 FORMAT_VERSION = 1
 META_FILE = "model.json"
-#: At most this share of free memory goes to one scoring batch (and at most ``backend.batch_bytes``).
-_BATCH_MEMORY_SHARE = 0.25
-#: Dense n_items-wide arrays alive per scored row (scores, a filter's copy, top-k scratch).
-_ROW_COPIES = 3
 #: What ``recommend`` does for a row with no items the model knows (a cold-start user).
 UNKNOWN_USERS = ("popular", "skip", "error")
 #: Rows per batch of models scored by a sparse product (no dense row, so batches can be large).
@@ -85,6 +81,11 @@ class Recommender(ABC):
 
         ``rows`` are the positions of these rows in the matrix given to ``recommend``.
         """
+
+    def _dense_weights(self) -> Any:
+        """Dense backend ``W`` (n_items × n_items) whose product ``X · W`` scores rows, for models
+        without sparse factors (see :meth:`accel.backends.Backend.dense_topk`)."""
+        raise NotImplementedError(f"{type(self).__name__} scores through sparse factors")
 
     def _sparse_factors(
         self, X: sp.csr_matrix, rows: np.ndarray, columns: np.ndarray | None, candidates: int | None
@@ -252,28 +253,14 @@ class Recommender(ABC):
         if factors is not None:
             ids, scores = backend.sparse_topk(*factors, k, exclude=exclude, include=filters.allowed)
             return ids, scores.astype(self.dtype_, copy=False)
-        X_dev = backend.sparse_to_device(X_host, self.dtype_)
-        batch_scores = self._score_batch(X_dev, rows)
-        if exclude is not None:
-            seen = X_dev if exclude is X_host else backend.sparse_to_device(exclude, self.dtype_)
-            backend.mask_seen(batch_scores, seen)
-        if filters.columns is not None:
-            backend.mask_columns(batch_scores, np.flatnonzero(~filters.columns))
-        if filters.allowed is not None:
-            backend.keep_only(batch_scores, backend.sparse_to_device(filters.allowed, self.dtype_))
-        ids, scores = backend.topk(batch_scores, k)
-        if exclude_seen or filters.active:
-            ids[np.isneginf(scores)] = -1
-        return ids, scores
+        return backend.dense_topk(X_host, self._dense_weights(), k, exclude, filters.columns, filters.allowed)
 
     def default_batch_size(self) -> int:
         """Rows per scoring batch that fit comfortably in the backend's free memory."""
         self._check_fitted()
         if type(self)._sparse_factors is not Recommender._sparse_factors:
             return _SPARSE_BATCH_ROWS
-        budget = min(self.backend_.free_memory() * _BATCH_MEMORY_SHARE, self.backend_.batch_bytes)
-        per_row = _ROW_COPIES * self.n_items_ * self.dtype_.itemsize
-        return int(max(1, budget // per_row))
+        return self.backend_.dense_batch_rows(self.n_items_, self.dtype_.itemsize)
 
     def recommend_from_items(
         self,

@@ -187,6 +187,9 @@ class EASE(Recommender):
     def _score_batch(self, X: Any, rows: np.ndarray) -> Any:
         return self.backend_.sparse_dense_matmul(X, self.B_)
 
+    def _dense_weights(self) -> Any:
+        return self.B_
+
     def _item_scores(self, item: int) -> Any:
         return self.B_[item]
 

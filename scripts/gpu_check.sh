@@ -4,7 +4,8 @@
 # Prints versions, runs the CuPy and blocked-inverse tests, times the inverse, the Gram, EASE fits
 # and top-10 scoring at 1M users, and similaripy beside them; writes OUT_DIR/summary.json and
 # summary.md. Without a usable CUDA device it runs the CPU-side steps, writes nothing and exits 0.
-# Wheels placed in .whl/ (similaripy, Dask, for an image that lacks them) are installed first
+# Wheels placed in .whl/ (similaripy, Dask, numba: scripts/numba_wheels.sh; for an image that
+# lacks them) are installed first
 # (into /tmp/site; ACCEL_NO_WHEELS=1 skips that).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -119,7 +119,7 @@ def _sparse_rows(
         for p in range(a_ptr[r], a_ptr[r + 1]):
             a, i = a_val[p], a_idx[p]
             for q in range(w_ptr[i], w_ptr[i + 1]):
-                acc[w_idx[q]] += a * w_val[q]
+                acc[np.uint32(w_idx[q])] += a * w_val[q]  # unsigned: no negative-index wraparound
         _rank_scanning(acc, r, 0.0, e_ptr, e_idx, mode, i_ptr, i_idx, k, vals[r], ids[r])
 
 
@@ -156,7 +156,7 @@ def _sparse_rows_touched(
         for p in range(a_ptr[r], a_ptr[r + 1]):
             a, i = a_val[p], a_idx[p]
             for q in range(w_ptr[i], w_ptr[i + 1]):
-                c = w_idx[q]
+                c = np.uint32(w_idx[q])
                 if stamp[c] != tag:
                     stamp[c] = tag
                     acc[c] = a * w_val[q]

@@ -13,7 +13,7 @@ from accel.models.base import Recommender, restrict_columns
 class SparseItemItem(Recommender):
     """Shared state and scoring of models with sparse item-item weights ``S_`` (items × items).
 
-    ``S_`` stays on the host for the sparse top-k (similaripy's threads) and is
+    ``S_`` stays on the host for the sparse top-k (the host's cores) and is
     copied to the backend only for the dense ``similar_items`` path; it is saved
     as its three CSR arrays (column indices as 2-byte integers up to 65,536 items;
     a memory-mapped ``S`` is read into memory on load).
@@ -22,7 +22,7 @@ class SparseItemItem(Recommender):
     def _set_weights(self, S: sp.csr_matrix) -> None:
         S = sp.csr_matrix(S, dtype=self.dtype_)
         if not (S.data.flags.writeable and S.indices.flags.writeable and S.indptr.flags.writeable):
-            S = S.copy()  # similaripy tidies its inputs in place: a memory-mapped S is read once
+            S = S.copy()  # indices are sorted in place: a memory-mapped S is read once
         S.sort_indices()
         self.S_ = S
         self.S_dev_ = self.backend_.sparse_to_device(S, self.dtype_)

@@ -57,6 +57,13 @@ def unfused(model: EASE, X: sp.csr_matrix, k: int) -> np.ndarray:
     return np.vstack(parts)
 
 
+def weights_per_interaction(S: sp.csr_matrix, X: sp.csr_matrix) -> float:
+    """Stored weights in the row of ``S`` an interaction adds up, on average over ``X``'s interactions
+    (dense EASE adds ``n_items``): the sparse product's work per interaction."""
+    counts = np.bincount(X.indices, minlength=S.shape[0])
+    return float(counts @ np.diff(S.indptr) / counts.sum())
+
+
 def seed_recipe(X: sp.csr_matrix, B: np.ndarray, k: int, batch: int = SEED_BATCH) -> np.ndarray:
     """The seed notebook's serving loop: dense scores per batch, mask seen, argpartition, sort."""
     ids = np.empty((X.shape[0], k), dtype=np.int64)
@@ -157,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             saved_mib(pruned),
             density=density,
             p_at_10=round(p10, 5),
+            weights_per_interaction=round(weights_per_interaction(pruned.S_, X), 1),
         )
 
     by = {r["model"]: r for r in rows}

@@ -39,7 +39,17 @@ import scipy.sparse as sp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 #: What accel and this script import beyond NumPy/SciPy (a CUDA image may lack some).
-NEEDED_MODULES = ("pandas", "pyarrow", "tqdm", "psutil", "matplotlib", "similaripy", "numba", "dask", "pytest")
+NEEDED_MODULES = (
+    "pandas",
+    "pyarrow",
+    "tqdm",
+    "psutil",
+    "matplotlib",
+    "similaripy",
+    "numba",
+    "dask",
+    "pytest",
+)
 
 TESTS = (
     "tests/test_cupy_backend.py",

@@ -28,7 +28,17 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("map@12", "MAP@12", "metric"),
     ("coverage@10", "coverage@10", "metric"),
 )
-_PACKAGES = ("numpy", "scipy", "similaripy", "pandas", "dask", "cupy-cuda12x", "cupy-cuda13x", "cupy")
+_PACKAGES = (
+    "numpy",
+    "scipy",
+    "numba",
+    "similaripy",
+    "pandas",
+    "dask",
+    "cupy-cuda12x",
+    "cupy-cuda13x",
+    "cupy",
+)
 
 
 def _cpu_model() -> str:

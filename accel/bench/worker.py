@@ -117,7 +117,8 @@ def fits_in_memory(spec: ModelSpec, train: sp.csr_matrix, memory_limit: int | No
 
     backend = get_backend(spec.params.get("backend", "auto"))
     dtype = spec.params.get("dtype", "float32")
-    needed = EASE.memory_required(train.shape[1], dtype, backend) + train.data.nbytes + train.indices.nbytes
+    needed = EASE.memory_required(train.shape[1], dtype, backend, n_interactions=train.nnz)
+    needed += train.data.nbytes + train.indices.nbytes
     free = backend.free_memory()
     available = free if memory_limit is None else min(free, int(memory_limit))
     if needed <= available:

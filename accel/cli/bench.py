@@ -79,7 +79,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="SIZE",
         help="treat at most this much memory as free, e.g. 8G (to plan for a smaller machine)",
     )
-    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=run_command)
 
 

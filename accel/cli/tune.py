@@ -44,7 +44,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     search.add_argument("--no-ease", action="store_true", help="tune only the ItemKNN similarities")
     search.add_argument("--backend", default="auto", help="EASE backend: auto, numpy or cupy")
     parser.add_argument("--out", default="tuned.json", help="JSON file for the results (default tuned.json)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
 
 

@@ -145,6 +145,11 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
         result["fit_s"] = time.perf_counter() - start
         users = np.flatnonzero(np.diff(train.indptr) > 0)
         start = time.perf_counter()
+        # One row first: the host top-k kernels compile on first use (once per install, cached on
+        # disk), a cost kept out of the serving time and reported on its own.
+        model.recommend(train[users[:1]], k=RECOMMEND_K)
+        result["warmup_s"] = time.perf_counter() - start
+        start = time.perf_counter()
         ids = _recommend(model, spec, train[users], task)
         result["recommend_s"] = time.perf_counter() - start
         result["recommended_users"] = int(users.size)

@@ -106,18 +106,18 @@ def test_dense_topk_equals_dense_reference_with_ties_and_filters(dtype):
 
 
 def test_dense_topk_matches_the_generic_backend_path():
-    """NumPy's fused top-k and the backend-neutral pipeline (score, mask, rank) agree."""
+    """NumPy's fused top-k and the backend-neutral pipeline (score, mask, rank) agree, filters included."""
     X = random_interactions(400, 120, 0.05, seed=3)
     model = EASE(l2=20.0, backend="numpy").fit(X, show_progress=False)
     backend = model.backend_
     forbidden = sp.csr_matrix(random_interactions(400, 120, 0.02, seed=4))
     exclude = (X + forbidden).tocsr()
     exclude.data[:] = 1
-    columns = np.ones(120, dtype=bool)
-    columns[::7] = False
-    fused = backend.dense_topk(X, model.B_, 10, exclude, columns, None)
-    generic = Backend.dense_topk(backend, X, model.B_, 10, exclude, columns, None)
-    assert np.array_equal(fused[0], generic[0]) and np.array_equal(fused[1], generic[1])
+    allowed = sp.csr_matrix(random_interactions(400, 120, 0.3, seed=5))
+    for include in (None, np.arange(0, 120, 7), allowed):
+        fused = backend.dense_topk(X, model.B_, 10, exclude, include)
+        generic = Backend.dense_topk(backend, X, model.B_, 10, exclude, include)
+        assert np.array_equal(fused[0], generic[0]) and np.array_equal(fused[1], generic[1])
 
 
 @pytest.mark.parametrize("make", [lambda: ItemKNN(k=20), lambda: UserKNN(k=30), TopPopular])
@@ -189,6 +189,15 @@ def test_filters_global_and_per_user(make, X):
         assert np.array_equal(ids, ref)
     else:
         check_equal(ids, scores, *dense_reference(dense.astype(np.float64), 8, user_blocked))
+    # Per-user allowed items within a global forbidden list: both apply.
+    ids, scores = model.recommend(
+        X, k=8, batch_size=64, unknown_users="skip", allowed_items=per_user_allowed, forbidden_items=forbidden
+    )
+    both = (X.toarray() > 0) | (per_user_allowed.toarray() == 0)
+    both[:, forbidden] = True
+    both[np.diff(X.indptr) == 0] = True
+    ref = dense_reference(dense.astype(np.float64), 8, both, positive=not isinstance(model, EASE))
+    assert np.array_equal(ids, ref[0])
 
 
 @pytest.mark.parametrize("make", [lambda: EASE(l2=20), lambda: ItemKNN(k=30), TopPopular])

@@ -133,25 +133,26 @@ class Backend(ABC):
         W: Array,
         k: int,
         exclude: sp.csr_matrix | None = None,
-        columns: np.ndarray | None = None,
-        allowed: sp.csr_matrix | None = None,
+        include: sp.csr_matrix | np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Per row of ``X · W`` (host CSR ``X``, dense backend ``W``), the ``k`` best scores, as host arrays.
 
-        Columns stored in row ``u`` of ``exclude`` are never returned; ``columns``
-        (global boolean mask) and ``allowed`` (per-row CSR) restrict the candidates.
-        Ties go to the lower column; a row with fewer than ``k`` candidates is
-        padded with id ``-1`` and score ``-inf``. This default scores a dense
-        batch, masks it and ranks it with :meth:`topk`.
+        Columns stored in row ``u`` of ``exclude`` are never returned; with ``include``
+        (CSR per row, or an index array for every row) only its columns are
+        candidates. Ties go to the lower column; a row with fewer than ``k``
+        candidates is padded with id ``-1`` and score ``-inf``. This default scores
+        a dense batch, masks it and ranks it with :meth:`topk`.
         """
         X_dev = self.sparse_to_device(X, W.dtype)
         scores = self.sparse_dense_matmul(X_dev, W)
         if exclude is not None:
             self.mask_seen(scores, X_dev if exclude is X else self.sparse_to_device(exclude, W.dtype))
-        if columns is not None:
-            self.mask_columns(scores, np.flatnonzero(~columns))
-        if allowed is not None:
-            self.keep_only(scores, self.sparse_to_device(allowed, W.dtype))
+        if isinstance(include, np.ndarray):
+            outside = np.ones(scores.shape[1], dtype=bool)
+            outside[include] = False
+            self.mask_columns(scores, np.flatnonzero(outside))
+        elif include is not None:
+            self.keep_only(scores, self.sparse_to_device(include, W.dtype))
         ids, values = self.topk(scores, k)
         ids[np.isneginf(values)] = -1
         return ids, values

@@ -223,18 +223,11 @@ class NumpyBackend(Backend):
         W: np.ndarray,
         k: int,
         exclude: sp.csr_matrix | None = None,
-        columns: np.ndarray | None = None,
-        allowed: sp.csr_matrix | None = None,
+        include: sp.csr_matrix | np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Scored, filtered and ranked in one pass per row (:mod:`accel.backends.fused_topk`)."""
         from accel.backends.fused_topk import dense_topk
 
-        include: sp.csr_matrix | np.ndarray | None = allowed
-        if allowed is not None and columns is not None:
-            include = sp.csr_matrix(allowed.multiply(columns[None, :]))
-            include.eliminate_zeros()
-        elif columns is not None:
-            include = np.flatnonzero(columns)
         return dense_topk(X, W, k, exclude=exclude, include=include, n_threads=self.n_threads)
 
     def dense_batch_rows(self, n_items: int, itemsize: int) -> int:

@@ -33,7 +33,7 @@ from accel.distributed.run_output import (
 )
 from accel.errors import InputError
 from accel.models.base import UNKNOWN_USERS, Recommender, load_model
-from accel.models.filters import CandidateFilters
+from accel.models.filters import CandidateFilters, allowed_within
 from accel.validation import as_interactions, check_choice, check_k
 
 #: Times a failed chunk task is retried (worker deaths are rescheduled by Dask besides).
@@ -88,16 +88,9 @@ def _chunk_filters(filters: CandidateFilters, start: int, stop: int) -> dict[str
     allowed = None if filters.columns is None else np.flatnonzero(filters.columns)
     rows = filters.take(slice(start, stop))
     return {
-        "allowed_items": allowed if rows.allowed is None else _and_columns(rows.allowed, filters.columns),
+        "allowed_items": allowed if rows.allowed is None else allowed_within(rows.allowed, filters.columns),
         "forbidden_items": rows.forbidden,
     }
-
-
-def _and_columns(allowed: sp.csr_matrix, columns: np.ndarray | None) -> sp.csr_matrix:
-    """Per-user allowed items that are also globally allowed."""
-    if columns is None:
-        return allowed
-    return allowed.multiply(columns[None, :].astype(allowed.dtype)).tocsr()
 
 
 def _filters_fingerprint(filters: CandidateFilters) -> str | None:

@@ -93,10 +93,10 @@ class Recommender(ABC):
         """Host CSR ``(A, W)`` whose product ``A · W`` scores the rows ``X``, or ``None`` to score densely.
 
         Sparse models return their factors so that serving never forms a dense
-        row per user (see :meth:`accel.backends.Backend.sparse_topk`). ``columns``
-        is the global mask of allowed items (apply it with :func:`restrict_columns`);
-        ``candidates``, when given, is a number of best columns per row that is
-        enough to fill every row's top-k.
+        row per user (see :meth:`accel.backends.Backend.sparse_topk`). The top-k
+        applies the filters itself; ``columns`` (the global mask of allowed items)
+        and ``candidates`` (a number of best columns per row that surely fills every
+        row's top-k) let a model shrink its factors further.
         """
         return None
 
@@ -236,7 +236,7 @@ class Recommender(ABC):
             self.dtype_,
         )
         ids[rows], scores[rows] = self.backend_.sparse_topk(
-            *factors, k, exclude=chosen.forbidden, include=chosen.allowed
+            *factors, k, exclude=chosen.forbidden, include=chosen.include()
         )
 
     def _recommend_batch(
@@ -249,11 +249,12 @@ class Recommender(ABC):
     ) -> tuple[np.ndarray, np.ndarray]:
         backend = self.backend_
         exclude = filters.exclusions(X_host if exclude_seen else None)
+        include = filters.include()
         factors = self._sparse_factors(X_host, rows, filters.columns, filters.candidates(k, exclude))
         if factors is not None:
-            ids, scores = backend.sparse_topk(*factors, k, exclude=exclude, include=filters.allowed)
+            ids, scores = backend.sparse_topk(*factors, k, exclude=exclude, include=include)
             return ids, scores.astype(self.dtype_, copy=False)
-        return backend.dense_topk(X_host, self._dense_weights(), k, exclude, filters.columns, filters.allowed)
+        return backend.dense_topk(X_host, self._dense_weights(), k, exclude=exclude, include=include)
 
     def default_batch_size(self) -> int:
         """Rows per scoring batch that fit comfortably in the backend's free memory."""
@@ -532,18 +533,6 @@ def saved_model_files(folder: Path) -> set[str] | None:
     names.update(f"{n}.npy" for n in meta.get("arrays", []) if isinstance(n, str))
     names.update(f"extra.{n}.npy" for n in meta.get("extras", []) if isinstance(n, str))
     return names
-
-
-def restrict_columns(W: sp.csr_matrix, columns: np.ndarray | None) -> sp.csr_matrix:
-    """``W`` without the entries of columns that ``columns`` (a boolean mask) does not allow."""
-    if columns is None:
-        return W
-    W = sp.csr_matrix(W)
-    keep = columns[W.indices]
-    if keep.all():
-        return W
-    indptr = np.concatenate(([0], np.cumsum(keep)))[W.indptr]
-    return sp.csr_matrix((W.data[keep], W.indices[keep], indptr), shape=W.shape)
 
 
 def load_model(

@@ -67,6 +67,13 @@ class CandidateFilters:
             None if self.allowed is None else self.allowed[rows],
         )
 
+    def include(self) -> sp.csr_matrix | np.ndarray | None:
+        """What a top-k may return: each row's allowed items (within the global mask) as a CSR,
+        else the globally allowed item indices, else ``None`` (every item)."""
+        if self.allowed is None:
+            return None if self.columns is None else np.flatnonzero(self.columns)
+        return allowed_within(self.allowed, self.columns)
+
     def candidates(self, k: int, exclude: sp.csr_matrix | None) -> int | None:
         """How many best columns per row surely fill a top-``k`` after ``exclude`` (``None``: all)."""
         if self.allowed is not None:
@@ -83,3 +90,13 @@ class CandidateFilters:
         both.data[:] = 1
         both.sort_indices()
         return both
+
+
+def allowed_within(allowed: sp.csr_matrix, columns: np.ndarray | None) -> sp.csr_matrix:
+    """Per-row allowed items that are also globally allowed (``columns``, a boolean mask), sorted."""
+    if columns is None:
+        return allowed
+    both = sp.csr_matrix(allowed.multiply(columns[None, :].astype(allowed.dtype)))
+    both.eliminate_zeros()
+    both.sort_indices()
+    return both

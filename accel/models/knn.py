@@ -28,7 +28,7 @@ import similaripy
 
 from accel.backends import Backend
 from accel.errors import InputError
-from accel.models.base import Recommender, restrict_columns
+from accel.models.base import Recommender
 from accel.models.sparse_weights import SparseItemItem
 from accel.validation import check_nonnegative
 
@@ -205,7 +205,7 @@ class UserKNN(_KNN):
     def _sparse_factors(
         self, X: sp.csr_matrix, rows: np.ndarray, columns: np.ndarray | None, candidates: int | None
     ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-        return self._neighbours(X), restrict_columns(self.X_train_, columns)
+        return self._neighbours(X), self.X_train_
 
     def _item_scores(self, item: int) -> Any:
         raise InputError(

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from accel.models.base import Recommender, restrict_columns
+from accel.models.base import Recommender
 
 
 class SparseItemItem(Recommender):
@@ -33,7 +33,7 @@ class SparseItemItem(Recommender):
     def _sparse_factors(
         self, X: sp.csr_matrix, rows: np.ndarray, columns: np.ndarray | None, candidates: int | None
     ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-        return X, restrict_columns(self.S_, columns)
+        return X, self.S_
 
     def _item_scores(self, item: int) -> Any:
         return self.backend_.to_device(self.S_[item].toarray().ravel())

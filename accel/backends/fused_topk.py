@@ -22,14 +22,14 @@ forbidden items); ``include`` keeps only the columns it names, for every row
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numba
 import numpy as np
 import scipy.sparse as sp
+
+from accel.backends.threads import host_threads, row_chunks, run_parallel
 
 #: A sparse product whose rows touch fewer than this share of the columns on average
 #: tracks the columns it touched instead of clearing and scanning the whole accumulator.
@@ -281,14 +281,8 @@ def _filters(n_rows: int, exclude: Any, include: Any) -> tuple[Any, ...]:
 
 
 def _in_chunks(run: Callable[[int, int], None], n_rows: int, n_threads: int) -> None:
-    """``run(lo, hi)`` over row chunks, on ``n_threads`` threads (0: one per core)."""
-    n_threads = n_threads or os.cpu_count() or 1
-    chunk = max(1, min(_CHUNK_ROWS, -(-n_rows // n_threads)))
-    starts = range(0, n_rows, chunk)
-    if n_threads == 1 or len(starts) == 1:
-        for lo in starts:
-            run(lo, min(lo + chunk, n_rows))
-        return
-    with ThreadPoolExecutor(min(n_threads, len(starts))) as pool:
-        for _ in pool.map(lambda lo: run(lo, min(lo + chunk, n_rows)), starts):
-            pass
+    """``run(lo, hi)`` over row chunks of at most :data:`_CHUNK_ROWS`, on ``n_threads`` threads
+    (0: one per core)."""
+    n_threads = n_threads or host_threads()
+    chunks = row_chunks(n_rows, max(n_threads, -(-n_rows // _CHUNK_ROWS)))
+    run_parallel(lambda rows: run(rows.start, rows.stop), chunks, n_threads)

@@ -7,15 +7,12 @@ routines use the BLAS library's own threads.
 
 from __future__ import annotations
 
-import itertools
-import os
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import blas, lapack
 
 from accel.backends.base import Backend
+from accel.backends.threads import host_threads, row_chunks, run_parallel
 from accel.memory import available_host_memory
 
 #: Most bytes of temporaries one Gram block may make (sparse product + indices).
@@ -33,10 +30,6 @@ _LAPACK_POTRF_MAX_N = 16_384
 _CHOLESKY_BLOCK = 1024
 #: Rows per fused scoring call: only the progress bar's steps depend on it.
 _FUSED_BATCH_ROWS = 65_536
-
-
-def _n_threads() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
 def _cholesky_blocked(A: np.ndarray, block: int) -> int:
@@ -75,11 +68,6 @@ def _symmetrise_rows(n: int) -> int:
     return max(1, min(_SYMMETRISE_ROWS, n // 32))
 
 
-def _row_chunks(n_rows: int, n_chunks: int) -> list[slice]:
-    bounds = np.linspace(0, n_rows, n_chunks + 1).astype(int)
-    return [slice(a, b) for a, b in itertools.pairwise(bounds) if b > a]
-
-
 class NumpyBackend(Backend):
     """NumPy / SciPy arrays on the host."""
 
@@ -88,7 +76,7 @@ class NumpyBackend(Backend):
     batch_bytes = 64 << 20
 
     def __init__(self, n_threads: int | None = None) -> None:
-        self.n_threads = n_threads or _n_threads()
+        self.n_threads = n_threads or host_threads()
 
     # ---- data movement -------------------------------------------------
     def to_device(self, array: np.ndarray) -> np.ndarray:
@@ -179,7 +167,7 @@ class NumpyBackend(Backend):
         def scale(rows: slice) -> None:
             P[rows] /= -diag
 
-        self._run_parallel(scale, _row_chunks(P.shape[0], 4 * self.n_threads))
+        self._run_parallel(scale, row_chunks(P.shape[0], 4 * self.n_threads))
         np.fill_diagonal(P, 0.0)
         return P
 
@@ -198,7 +186,7 @@ class NumpyBackend(Backend):
         def part(rows: slice) -> None:
             out[rows] = X[rows] @ W
 
-        self._run_parallel(part, _row_chunks(X.shape[0], self.n_threads))
+        self._run_parallel(part, row_chunks(X.shape[0], self.n_threads))
         return out
 
     def mask_seen(self, scores: np.ndarray, X: sp.csr_matrix) -> np.ndarray:
@@ -214,7 +202,7 @@ class NumpyBackend(Backend):
             ids[rows], values[rows] = topk_rows(scores[rows], k)
 
         # NumPy's partition and sort release the GIL, so row chunks run in parallel.
-        self._run_parallel(part, _row_chunks(scores.shape[0], self.n_threads))
+        self._run_parallel(part, row_chunks(scores.shape[0], self.n_threads))
         return ids, values
 
     def dense_topk(
@@ -239,14 +227,7 @@ class NumpyBackend(Backend):
 
     # ---- helpers -------------------------------------------------------------
     def _run_parallel(self, fn, items) -> None:
-        items = list(items)
-        if self.n_threads == 1 or len(items) == 1:
-            for item in items:
-                fn(item)
-            return
-        with ThreadPoolExecutor(self.n_threads) as pool:
-            for _ in pool.map(fn, items):
-                pass
+        run_parallel(fn, items, self.n_threads)
 
 
 #: Columns are split into this many strided groups to bound each row's k-th score from below.

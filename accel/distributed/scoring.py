@@ -33,7 +33,7 @@ from accel.distributed.run_output import (
 )
 from accel.errors import InputError
 from accel.models.base import UNKNOWN_USERS, Recommender, load_model
-from accel.models.filters import CandidateFilters, allowed_within
+from accel.models.filters import CandidateFilters
 from accel.validation import as_interactions, check_choice, check_k
 
 #: Times a failed chunk task is retried (worker deaths are rescheduled by Dask besides).
@@ -85,12 +85,8 @@ def _check_unknown_users(fitted: Recommender, X: sp.csr_matrix, unknown_users: o
 
 def _chunk_filters(filters: CandidateFilters, start: int, stop: int) -> dict[str, Any]:
     """``allowed_items`` / ``forbidden_items`` keywords for users ``start:stop`` (global ones as they are)."""
-    allowed = None if filters.columns is None else np.flatnonzero(filters.columns)
     rows = filters.take(slice(start, stop))
-    return {
-        "allowed_items": allowed if rows.allowed is None else allowed_within(rows.allowed, filters.columns),
-        "forbidden_items": rows.forbidden,
-    }
+    return {"allowed_items": rows.include(), "forbidden_items": rows.forbidden}
 
 
 def _filters_fingerprint(filters: CandidateFilters) -> str | None:

@@ -56,7 +56,9 @@ def as_interactions(
     if sp.issparse(X):
         if X.ndim != 2:
             raise InputError(f"{name} must be 2-D (users × items), got {X.ndim}-D")
-        csr = sp.csr_matrix(X, copy=True)
+        csr = X.tocsr()
+        # A new matrix over copies of the arrays: the caller's matrix is never changed.
+        csr = sp.csr_matrix((csr.data.copy(), csr.indices.copy(), csr.indptr.copy()), shape=csr.shape)
     else:
         try:
             array = np.asarray(X)

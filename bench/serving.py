@@ -13,8 +13,10 @@ top-20 for every training user with
   seen, ``argpartition``, sort; 10,000 users a batch);
 * pruned EASE at several densities (sparse top-k), with its P@10 on the test part.
 
-Each row gives the median seconds of ``--repeats`` timings (default 3) and the size
-of the saved model (MiB). Ratios are measured in the same run. Writes ``bench/results/serving.json`` and
+Each row gives the median seconds of ``--repeats`` timings (default 3), the size
+of the saved model (MiB) and, for an online request, the median milliseconds of
+``recommend`` for one user at a time (200 users spread over the log). Ratios are
+measured in the same run. Writes ``bench/results/serving.json`` and
 ``bench/results/pruned_ease_density.png``. Run from the repository root:
 ``python bench/serving.py`` (``--help`` for sizes; a few minutes on 2 cores).
 """
@@ -80,6 +82,9 @@ def seed_recipe(X: sp.csr_matrix, B: np.ndarray, k: int, batch: int = SEED_BATCH
 #: Each path is timed this many times and its median kept (``--repeats``).
 REPEATS = 3
 
+#: Single-user requests timed per model; the median is kept.
+ONE_USER_CALLS = 200
+
 
 def timed(fn: Any, repeats: int = REPEATS) -> tuple[float, Any]:
     """Median seconds of ``repeats`` calls of ``fn`` (the machine is shared), and its last result."""
@@ -89,6 +94,20 @@ def timed(fn: Any, repeats: int = REPEATS) -> tuple[float, Any]:
         result = fn()
         seconds.append(time.perf_counter() - start)
     return float(np.median(seconds)), result
+
+
+def one_user_ms(recommend: Any, X: sp.csr_matrix, calls: int = ONE_USER_CALLS) -> float:
+    """Median milliseconds of ``recommend(row)`` for one user's row at a time (an online request),
+    over ``calls`` users spread across ``X``; taking the row out of ``X`` is not timed."""
+    users = np.linspace(0, X.shape[0] - 1, calls).astype(int)
+    recommend(X[users[0] : users[0] + 1])  # compile and warm up
+    seconds = []
+    for user in users:
+        row = X[user : user + 1]
+        start = time.perf_counter()
+        recommend(row)
+        seconds.append(time.perf_counter() - start)
+    return 1e3 * float(np.median(seconds))
 
 
 def saved_mib(model: Any) -> float:
@@ -126,21 +145,29 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
 
     def record(name: str, seconds: float, mib: float | None, **extra: Any) -> None:
+        if "one_user_ms" in extra:
+            extra["one_user_ms"] = round(extra["one_user_ms"], 3)
         rows.append({"model": name, "seconds": round(seconds, 3), "mib": mib and round(mib, 2), **extra})
         print(f"{name:<40} {seconds:8.2f} s   {mib or 0:8.1f} MiB", file=sys.stderr)
 
+    def top(model: Any) -> Any:
+        return lambda rows: model.recommend(rows, k=K)
+
     knn = ItemKNN(similarity="cosine", k=100, backend="numpy").fit(X, show_progress=False)
     S = sp.csr_array(knn.S_)
-    seconds, _ = timed_here(
-        lambda: similaripy.dot_product(sp.csr_array(X), S, k=K, filter_cols=sp.csr_array(X), verbose=False)
-    )
-    record("similaripy dot_product (ItemKNN S)", seconds, None)
+
+    def similaripy_top(rows: sp.csr_matrix) -> Any:
+        rows = sp.csr_array(rows)
+        return similaripy.dot_product(rows, S, k=K, filter_cols=rows, verbose=False)
+
+    seconds, _ = timed_here(lambda: similaripy_top(X))
+    record("similaripy dot_product (ItemKNN S)", seconds, None, one_user_ms=one_user_ms(similaripy_top, X))
     seconds, _ = timed_here(lambda: knn.recommend(X, k=K))
-    record("accel ItemKNN (cosine, k=100)", seconds, saved_mib(knn))
+    record("accel ItemKNN (cosine, k=100)", seconds, saved_mib(knn), one_user_ms=one_user_ms(top(knn), X))
 
     pop = TopPopular(backend="numpy").fit(X, show_progress=False)
     seconds, _ = timed_here(lambda: pop.recommend(X, k=K))
-    record("accel TopPopular", seconds, saved_mib(pop))
+    record("accel TopPopular", seconds, saved_mib(pop), one_user_ms=one_user_ms(top(pop), X))
 
     ease = EASE(l2=args.l2, backend="numpy").fit(X, show_progress=False)
     seconds, seed_ids = timed_here(lambda: seed_recipe(X, ease.B_, K))
@@ -148,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     seconds, (ease_ids, _) = timed_here(lambda: ease.recommend(X, k=K))
     ease_mib = saved_mib(ease)
     p10_dense = precision(ease.recommend(X_test_rows, k=10)[0], split, items, test_users)
-    record("accel EASE (dense)", seconds, ease_mib, p_at_10=round(p10_dense, 5))
+    ease_one = one_user_ms(top(ease), X)
+    record("accel EASE (dense)", seconds, ease_mib, p_at_10=round(p10_dense, 5), one_user_ms=ease_one)
     same = float((seed_ids == ease_ids).all(axis=1).mean())
     seconds, unfused_ids = timed_here(lambda: unfused(ease, X, K))
     record("accel EASE (dense, unfused pipeline)", seconds, None)
@@ -165,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             density=density,
             p_at_10=round(p10, 5),
             weights_per_interaction=round(weights_per_interaction(pruned.S_, X), 1),
+            one_user_ms=one_user_ms(top(pruned), X),
         )
 
     by = {r["model"]: r for r in rows}
@@ -198,11 +227,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
-    lines = ["| model | top-20 for all users (s) | saved model (MiB) | P@10 |", "|---|---:|---:|---:|"]
+    lines = [
+        "| model | top-20 for all users (s) | one user (ms) | saved model (MiB) | P@10 |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for r in rows:
         mib = "" if r["mib"] is None else f"{r['mib']:.1f}"
         p10 = f"{r['p_at_10']:.4f}" if "p_at_10" in r else ""
-        lines.append(f"| {r['model']} | {r['seconds']:.2f} | {mib} | {p10} |")
+        one = f"{r['one_user_ms']:.2f}" if "one_user_ms" in r else ""
+        lines.append(f"| {r['model']} | {r['seconds']:.2f} | {one} | {mib} | {p10} |")
     return "\n".join(lines)
 
 

@@ -58,7 +58,7 @@ def test_ease_dense(benchmark, X, ease):
 
 
 def test_ease_dense_unfused(benchmark, X, ease):
-    ids, _ = benchmark(lambda: unfused(ease, X, K))
+    ids = benchmark(lambda: unfused(ease, X, K))
     assert np.array_equal(ids, ease.recommend(X, k=K)[0])
 
 
@@ -71,3 +71,11 @@ def test_pruned_ease(benchmark, X, ease, density):
     pruned = ease.prune(density)
     benchmark(lambda: pruned.recommend(X, k=K))
     benchmark.extra_info["weights_nnz"] = int(pruned.S_.nnz)
+
+
+@pytest.mark.parametrize("model", ["ease", "knn"])
+def test_one_user(benchmark, X, model, request):
+    """One user's top-20 per call: the latency of an online request, overheads included."""
+    fitted, row = request.getfixturevalue(model), X[7:8]
+    ids, _ = benchmark(lambda: fitted.recommend(row, k=K))
+    assert not np.isin(ids, row.indices).any()

@@ -219,6 +219,44 @@ def test_users_without_items_get_popular_items_within_the_filters(make, X):
     check_equal(ids, scores, *dense_reference(np.tile(counts, (3, 1)), 6, blocked))
 
 
+def test_rows_without_items_are_not_scored_but_filled(X, monkeypatch):
+    """Rows with no items skip the scoring (their results come from the popular fill), in any batching."""
+    model = EASE(l2=20, backend="numpy").fit(X, show_progress=False)
+    empty = sp.csr_matrix((3, X.shape[1]), dtype=np.float32)
+    rows = sp.vstack([X[:5], empty, X[5:9]]).tocsr()
+    scored = []
+    score = EASE._recommend_batch
+
+    def spy(self, X_host, positions, *args, **kwargs):
+        scored.append(positions.copy())
+        return score(self, X_host, positions, *args, **kwargs)
+
+    monkeypatch.setattr(EASE, "_recommend_batch", spy)
+    for batch_size in (None, 4):
+        scored.clear()
+        ids, scores = model.recommend(rows, k=5, batch_size=batch_size)
+        assert np.concatenate(scored).tolist() == [0, 1, 2, 3, 4, 8, 9, 10, 11]
+        ref_ids, ref_scores = model.recommend(X[:9], k=5)
+        assert np.array_equal(ids[[0, 1, 2, 3, 4, 8, 9, 10, 11]], ref_ids)
+        assert np.array_equal(scores[[0, 1, 2, 3, 4, 8, 9, 10, 11]], ref_scores)
+        popular = np.argsort(-np.bincount(X.indices, minlength=X.shape[1]), kind="stable")[:5]
+        assert (ids[5:8] == popular).all()
+
+
+def test_recommend_leaves_the_callers_matrix_as_it_was(X):
+    """Duplicates, explicit zeros and counts are cleaned on a copy, never in the caller's arrays."""
+    model = ItemKNN(k=30, backend="numpy").fit(X, show_progress=False)
+    rows = sp.csr_matrix(
+        (np.array([3.0, 0.0, 2.0, 5.0]), np.array([4, 1, 4, 7], dtype=np.int64), np.array([0, 3, 4])),
+        shape=(2, X.shape[1]),
+    )
+    arrays = (rows.data, rows.indices, rows.indptr)
+    before = [a.copy() for a in arrays]
+    ids, _ = model.recommend(rows, k=5)
+    assert all(np.array_equal(a, b) for a, b in zip(before, arrays, strict=True))
+    assert not np.isin(ids[0], [4]).any() and not np.isin(ids[1], [7]).any()
+
+
 def test_recommend_from_items_filters(X):
     model = ItemKNN(k=30, backend="numpy").fit(X, show_progress=False)
     ids, _ = model.recommend_from_items([0, 1, 2], k=5, forbidden_items=[3, 4, 5])

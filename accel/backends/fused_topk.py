@@ -252,8 +252,16 @@ def sparse_topk(
     return ids, vals
 
 
-def _csr(M: Any) -> sp.csr_matrix:
-    """``M`` as a canonical SciPy CSR whose arrays numba can take (plain ndarrays, not memmaps)."""
+def _csr(M: Any) -> sp.csr_matrix | sp.csr_array:
+    """``M`` as a SciPy CSR whose arrays numba can take (plain ndarrays, not memmaps).
+
+    A CSR of plain arrays is taken as it is: building a new one costs more than a
+    one-user top-k.
+    """
+    if not (sp.issparse(M) and M.format == "csr"):
+        M = sp.csr_matrix(M)
+    if all(type(a) is np.ndarray for a in (M.indptr, M.indices, M.data)):
+        return M
     M = sp.csr_matrix(M)
     M.indptr, M.indices, M.data = (np.asarray(a) for a in (M.indptr, M.indices, M.data))
     return M
@@ -272,14 +280,14 @@ def _filters(n_rows: int, exclude: Any, include: Any) -> tuple[Any, ...]:
     if exclude is None:
         e_ptr, e_idx = np.zeros(n_rows + 1, dtype=np.int64), np.empty(0, dtype=np.int64)
     else:
-        exclude = sp.csr_matrix(exclude)
+        exclude = _csr(exclude)
         e_ptr, e_idx = (np.asarray(a, dtype=np.int64) for a in (exclude.indptr, exclude.indices))
     no_rows = np.zeros(1, dtype=np.int64)
     if include is None:
         return e_ptr, e_idx, _ALL, no_rows, np.empty(0, dtype=np.int64)
     if isinstance(include, np.ndarray):
         return e_ptr, e_idx, _GLOBAL, no_rows, np.unique(include.astype(np.int64))
-    include = sp.csr_matrix(include)
+    include = _csr(include)
     if not include.has_sorted_indices:
         include = include.sorted_indices()
     i_ptr, i_idx = (np.asarray(a, dtype=np.int64) for a in (include.indptr, include.indices))
@@ -290,5 +298,8 @@ def _in_chunks(run: Callable[[int, int], None], n_rows: int, n_threads: int) -> 
     """``run(lo, hi)`` over row chunks of at most :data:`_CHUNK_ROWS`, on ``n_threads`` threads
     (0: one per core)."""
     n_threads = n_threads or host_threads()
+    if n_rows <= _CHUNK_ROWS and (n_threads == 1 or n_rows == 1):
+        run(0, n_rows)
+        return
     chunks = row_chunks(n_rows, max(n_threads, -(-n_rows // _CHUNK_ROWS)))
     run_parallel(lambda rows: run(rows.start, rows.stop), chunks, n_threads)

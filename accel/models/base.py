@@ -182,11 +182,24 @@ class Recommender(ABC):
         empty = np.diff(X.indptr) == 0
         if unknown_users == "error":  # refuse before any scoring
             self.fill_rows_without_items(empty, ids, scores, unknown_users)
-        starts = range(0, n_rows, batch_size)
-        for start in tqdm(starts, desc="recommend", unit="batch", disable=None if show_progress else True):
-            stop = min(start + batch_size, n_rows)
-            ids[start:stop], scores[start:stop] = self._recommend_batch(
-                X[start:stop], np.arange(start, stop), k, exclude_seen, filters.take(slice(start, stop))
+        # Rows without items get their results from fill_rows_without_items: only the others are scored.
+        rows = np.flatnonzero(~empty)
+        if rows.size < n_rows:
+            X, filters_scored = X[rows], filters.take(rows)
+        else:
+            filters_scored = filters
+        starts = range(0, rows.size, batch_size)
+        if show_progress:
+            starts = tqdm(starts, desc="recommend", unit="batch", disable=None)
+        for start in starts:
+            batch = slice(start, min(start + batch_size, rows.size))
+            whole = batch.stop - batch.start == X.shape[0]
+            ids[rows[batch]], scores[rows[batch]] = self._recommend_batch(
+                X if whole else X[batch],
+                rows[batch],
+                k,
+                exclude_seen,
+                filters_scored if whole else filters_scored.take(batch),
             )
         self.fill_rows_without_items(empty, ids, scores, unknown_users, filters)
         return ids, scores
@@ -229,7 +242,7 @@ class Recommender(ABC):
         k, chosen = ids.shape[1], filters.take(rows)
         factors = popularity_factors(
             popularity,
-            popularity_ranking(popularity),
+            self._popularity_ranking(),
             rows.size,
             chosen.columns,
             chosen.candidates(k, chosen.forbidden),
@@ -238,6 +251,13 @@ class Recommender(ABC):
         ids[rows], scores[rows] = self.backend_.sparse_topk(
             *factors, k, exclude=chosen.forbidden, include=chosen.include()
         )
+
+    def _popularity_ranking(self) -> np.ndarray:
+        """:func:`popularity_ranking` of ``popularity_``, sorted once per fitted or loaded popularity."""
+        cached = getattr(self, "_ranking_cache", None)
+        if cached is None or cached[0] is not self.popularity_:
+            cached = self._ranking_cache = (self.popularity_, popularity_ranking(self.popularity_))
+        return cached[1]
 
     def _recommend_batch(
         self,

@@ -100,21 +100,25 @@ def _rank_scanning(acc, r, floor, e_ptr, e_idx, mode, i_ptr, i_idx, k, vals, ids
 
 
 def _dense_rows(lo, hi, x_ptr, x_idx, x_val, W, e_ptr, e_idx, mode, i_ptr, i_idx, k, ids, vals, acc):
-    """Rows ``lo:hi`` of ``X · W`` for a dense ``W``, two rows of ``W`` per pass over the accumulator."""
+    """Rows ``lo:hi`` of ``X · W`` for a dense ``W``, up to four rows of ``W`` per pass over the
+    accumulator (each pass reads and writes the accumulator once, whatever it adds)."""
     n = acc.size
     for r in range(lo, hi):
         acc[:] = 0
         p, end = x_ptr[r], x_ptr[r + 1]
-        while p + 1 < end:
-            a, row = x_val[p], W[x_idx[p]]
-            b, row2 = x_val[p + 1], W[x_idx[p + 1]]
+        while p + 3 < end:
+            a, row_a = x_val[p], W[x_idx[p]]
+            b, row_b = x_val[p + 1], W[x_idx[p + 1]]
+            c, row_c = x_val[p + 2], W[x_idx[p + 2]]
+            d, row_d = x_val[p + 3], W[x_idx[p + 3]]
             for j in range(n):
-                acc[j] = (acc[j] + a * row[j]) + b * row2[j]
-            p += 2
-        if p < end:
-            a, row = x_val[p], W[x_idx[p]]
+                acc[j] = (((acc[j] + a * row_a[j]) + b * row_b[j]) + c * row_c[j]) + d * row_d[j]
+            p += 4
+        while p < end:
+            a, row_a = x_val[p], W[x_idx[p]]
             for j in range(n):
-                acc[j] += a * row[j]
+                acc[j] += a * row_a[j]
+            p += 1
         _rank_scanning(acc, r, -np.inf, e_ptr, e_idx, mode, i_ptr, i_idx, k, vals[r], ids[r])
 
 

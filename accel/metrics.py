@@ -25,6 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from accel.errors import InputError
+from accel.validation import check_positive_int
 
 if TYPE_CHECKING:
     from accel.data.splits import Split
@@ -37,8 +38,7 @@ def _check(recommended: object, relevant: object, k: int) -> tuple[np.ndarray, s
     recs = np.asarray(recommended)
     if recs.ndim != 2 or not (np.issubdtype(recs.dtype, np.integer) or recs.size == 0):
         raise InputError(f"recommended must be a 2-D integer array (users × ranks), got shape {recs.shape}")
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise InputError(f"k must be a positive integer, got {k!r}")
+    k = check_positive_int("k", k)
     if recs.shape[1] < k:
         raise InputError(f"recommended has {recs.shape[1]} items per user, fewer than k={k}")
     if not sp.issparse(relevant):
@@ -112,8 +112,7 @@ def coverage(recommended: object, n_items: int, k: int | None = None) -> float:
     recs = np.asarray(recommended)
     if recs.ndim != 2:
         raise InputError(f"recommended must be a 2-D array (users × ranks), got shape {recs.shape}")
-    if isinstance(n_items, bool) or not isinstance(n_items, (int, np.integer)) or n_items < 1:
-        raise InputError(f"n_items must be a positive integer, got {n_items!r}")
+    n_items = check_positive_int("n_items", n_items)
     top = recs if k is None else recs[:, :k]
     items = np.unique(top[(top >= 0) & (top < n_items)])
     return float(items.size / n_items)

@@ -23,6 +23,7 @@ from accel.errors import InputError
 from accel.metrics import METRICS, evaluate_split
 from accel.models.ease import EASE
 from accel.models.knn import SIMILARITIES, ItemKNN
+from accel.validation import check_positive_int
 
 SEARCHES = ("grid", "random", "optuna")
 #: λ range searched for EASE (log scale).
@@ -171,10 +172,8 @@ def tune(
         raise InputError(f"unknown search {search!r}; choose one of {', '.join(SEARCHES)}")
     if search == "optuna" and not optuna_available():
         raise InputError("search='optuna' needs Optuna: pip install 'accel[tune]' (or use grid or random)")
-    if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
-        raise InputError(f"n_trials must be a positive integer, got {n_trials!r}")
-    if isinstance(grid_points, bool) or not isinstance(grid_points, int) or grid_points < 1:
-        raise InputError(f"grid_points must be a positive integer, got {grid_points!r}")
+    check_positive_int("n_trials", n_trials)
+    check_positive_int("grid_points", grid_points)
     parse_metric(metric)
     unknown = [s for s in similarities if s not in SIMILARITIES]
     if unknown:

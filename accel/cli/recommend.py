@@ -20,7 +20,14 @@ from accel.cli._common import (
     write_table,
 )
 from accel.data.interactions import read_table
-from accel.data.serving import FILTER_KINDS, history_matrix, id_filter, items_row, recommendations_frame
+from accel.data.serving import (
+    FILTER_KINDS,
+    history_matrix,
+    id_filter,
+    items_row,
+    model_item_ids,
+    recommendations_frame,
+)
 from accel.distributed.cli_options import add_dask_args, recommend_with_dask, wants_dask
 from accel.distributed.run_output import check_run_folder
 from accel.errors import InputError
@@ -120,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.out:
         out = check_output_path(args.out, OUTPUT_SUFFIXES, is_recommendations_table)
     model = load_saved_model(args.model_dir, backend=args.backend)
-    item_ids = np.asarray(model.extras_["item_ids"])
+    item_ids = model_item_ids(model)
     if args.items is not None:
         X, user_ids = items_row(item_ids, args.items), np.array(["new"])
         filters = filters_from_args(args, model, item_ids, None)

@@ -8,7 +8,7 @@ import json
 import numpy as np
 
 from accel.cli._common import load_saved_model
-from accel.data.serving import similar_frame
+from accel.data.serving import model_item_ids, similar_frame
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -28,7 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     model = load_saved_model(args.model_dir, backend=args.backend)
-    frame = similar_frame(model, np.asarray(model.extras_["item_ids"]), args.item, k=args.k)
+    frame = similar_frame(model, model_item_ids(model), args.item, k=args.k)
     rows = [
         (int(r), i.item() if isinstance(i, np.generic) else i, float(s))
         for r, i, s in frame.itertuples(False)

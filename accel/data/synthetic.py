@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from accel.errors import InputError
+from accel.validation import check_positive_int
 
 #: Share of a user's interactions drawn from their taste cluster (the rest follow global popularity).
 IN_CLUSTER_SHARE = 0.8
@@ -40,8 +41,7 @@ def synthetic_interactions(
         ("n_clusters", n_clusters),
         ("days", days),
     ):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise InputError(f"{name} must be a positive integer, got {value!r}")
+        check_positive_int(name, value)
     if not mean_per_user >= 1:
         raise InputError(f"mean_per_user must be >= 1, got {mean_per_user!r}")
     if not popularity_exponent >= 0:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from accel.data.serving import model_item_ids
 from accel.errors import InputError
 
 
@@ -73,7 +74,7 @@ def recommend_with_dask(
             client=client,
             chunk_users=args.chunk_users,
             user_ids=user_ids,
-            item_ids=np.asarray(model.extras_["item_ids"]),
+            item_ids=model_item_ids(model),
             overwrite=args.overwrite,
             show_progress=not args.quiet,
             unknown_users=args.unknown_users,

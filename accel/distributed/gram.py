@@ -19,7 +19,7 @@ import scipy.sparse as sp
 
 from accel.distributed.client import using_client
 from accel.errors import InputError
-from accel.validation import binary_matrix, check_dtype
+from accel.validation import binary_matrix, check_dtype, check_positive_int
 
 #: Partial Grams added together per reduction task.
 _TREE_FAN_IN = 4
@@ -108,9 +108,7 @@ def gram_from_parquet(
             if item_ids.ndim != 1 or len(item_ids) == 0 or len(pd.unique(item_ids)) != len(item_ids):
                 raise InputError("item_index must be a non-empty 1-D array of distinct item ids")
         elif n_items is not None:
-            if isinstance(n_items, bool) or not isinstance(n_items, (int, np.integer)) or n_items < 1:
-                raise InputError(f"n_items must be a positive integer, got {n_items!r}")
-            item_ids = np.arange(int(n_items))
+            item_ids = np.arange(check_positive_int("n_items", n_items))
         else:
             item_ids = np.sort(log[item_col].dropna().unique().compute().to_numpy())
             if len(item_ids) == 0:

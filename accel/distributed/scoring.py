@@ -34,7 +34,7 @@ from accel.distributed.run_output import (
 from accel.errors import InputError
 from accel.models.base import UNKNOWN_USERS, Recommender, load_model
 from accel.models.filters import CandidateFilters
-from accel.validation import as_interactions, check_choice, check_k
+from accel.validation import as_interactions, check_choice, check_k, check_positive_int
 
 #: Times a failed chunk task is retried (worker deaths are rescheduled by Dask besides).
 RETRIES = 3
@@ -55,9 +55,7 @@ def default_chunk_users(n_users: int) -> int:
 def _check_chunk(chunk_users: int | None, n_users: int) -> int:
     if chunk_users is None:
         return default_chunk_users(n_users)
-    if isinstance(chunk_users, bool) or not isinstance(chunk_users, (int, np.integer)) or chunk_users < 1:
-        raise InputError(f"chunk_users must be a positive integer, got {chunk_users!r}")
-    return int(chunk_users)
+    return check_positive_int("chunk_users", chunk_users)
 
 
 def _client_model(model: Recommender | str | os.PathLike[str]) -> Recommender:

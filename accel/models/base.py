@@ -33,6 +33,7 @@ from accel.validation import (
     check_dtype,
     check_item_indices,
     check_k,
+    check_positive_int,
 )
 
 FORMAT = "accel-model"
@@ -175,8 +176,8 @@ class Recommender(ABC):
         filters = CandidateFilters.resolve(allowed_items, forbidden_items, n_rows, self.n_items_)
         if batch_size is None:
             batch_size = self.default_batch_size()
-        elif isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
+        else:
+            batch_size = check_positive_int("batch_size", batch_size)
         ids = np.empty((n_rows, k), dtype=np.int64)
         scores = np.empty((n_rows, k), dtype=self.dtype_)
         empty = np.diff(X.indptr) == 0

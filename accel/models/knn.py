@@ -30,7 +30,7 @@ from accel.backends import Backend
 from accel.errors import InputError
 from accel.models.base import Recommender
 from accel.models.sparse_weights import SparseItemItem
-from accel.validation import check_nonnegative
+from accel.validation import check_nonnegative, check_positive_int
 
 #: Each similaripy similarity and the parameters of its own that it takes
 #: (besides ``k``, ``shrink``, ``shrink_type`` and ``threshold``, which all take).
@@ -119,8 +119,7 @@ class _KNN(Recommender):
 
     def _check_params(self) -> None:
         check_knn_params(self.similarity, self.method_params())
-        if isinstance(self.k, bool) or not isinstance(self.k, (int, np.integer)) or self.k < 1:
-            raise InputError(f"k (neighbours kept) must be a positive integer, got {self.k!r}")
+        check_positive_int("k (neighbours kept)", self.k)
         check_nonnegative("shrink", self.shrink)
         if self.shrink_type not in SHRINK_TYPES:
             raise InputError(

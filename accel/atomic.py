@@ -33,6 +33,8 @@ CURRENT = ".current"
 #: Held (``flock``) while a version is created or published, so cleanup never races a writer.
 LOCK = ".accel.lock"
 VERSION_PREFIX = ".v-"
+#: A file created and removed at once to learn whether a folder can be written.
+PROBE_PREFIX = ".accel-probe-"
 _VERSION = re.compile(rf"{re.escape(VERSION_PREFIX)}(\d+)-[A-Za-z0-9_]+")
 
 
@@ -47,12 +49,24 @@ def _publish_mode(tmp: Path, default: int) -> None:
     os.chmod(tmp, default & ~_umask())
 
 
+def check_writable_folder(folder: Path, path: Path) -> None:
+    """Raise :class:`InputError` unless ``path`` can be created in ``folder`` (checked before any work).
+
+    The check creates and removes a probe file: permission bits do not tell a
+    read-only mount, or a folder that even root cannot write to, from a writable one.
+    """
+    if not folder.is_dir():
+        raise InputError(f"cannot write {path}: folder {folder} does not exist")
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=PROBE_PREFIX)
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: folder {folder} is not writable ({exc.strerror})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
 def _check_parent(path: Path) -> None:
-    parent = path.parent
-    if not parent.exists():
-        raise InputError(f"cannot write {path}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise InputError(f"cannot write {path}: folder {parent} is not writable")
+    check_writable_folder(path.parent, path)
 
 
 # ---- who owns a temporary ----------------------------------------------------------
@@ -198,7 +212,11 @@ def is_versioned(folder: str | os.PathLike[str]) -> bool:
 
 
 def _bookkeeping(name: str) -> bool:
-    return name in (CURRENT, LOCK) or name.startswith(VERSION_PREFIX) or name.startswith(f"{CURRENT}.")
+    return (
+        name in (CURRENT, LOCK)
+        or name.startswith((VERSION_PREFIX, PROBE_PREFIX))
+        or name.startswith(f"{CURRENT}.")
+    )
 
 
 def _own_links(folder: Path) -> set[str]:
@@ -241,8 +259,7 @@ def check_folder_destination(
     if not path.exists():
         _check_parent(path)
         return path
-    if not os.access(path, os.W_OK):
-        raise InputError(f"cannot write {what} {path}: the folder is not writable")
+    check_writable_folder(path, path)
     foreign = foreign_entries(path, legacy)
     if foreign:
         raise InputError(

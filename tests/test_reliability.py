@@ -313,6 +313,22 @@ def test_every_out_is_checked_before_any_work(capsys, log, tmp_path, monkeypatch
     ).read_text() == "my results"
 
 
+def test_a_folder_nobody_can_write_is_refused_before_any_work(capsys, log, tmp_path):
+    """Permission bits say root may write anywhere; a probe file tells the truth (here /proc)."""
+    if not Path("/proc").is_dir():
+        pytest.skip("needs /proc (Linux), a folder that takes no files even from root")
+    missing = str(tmp_path / "no-such-log.csv")  # read only after the output check
+    assert main(["fit", str(log), "--backend", "numpy", "--out", str(tmp_path / "m"), "-q"]) == 0
+    for args in (
+        ["fit", missing, "--out", "/proc/accel-model"],
+        ["recommend", str(tmp_path / "m"), missing, "--out", "/proc/recs.csv"],
+        ["bench", "--quick", "--out", "/proc/accel-bench"],
+    ):
+        code, err = run_cli(capsys, *args)
+        assert_refused(code, err, "/proc is not writable")
+    assert [p.name for p in (tmp_path / "m").iterdir() if p.name.startswith(".accel-probe")] == []
+
+
 def test_accel_output_is_replaced_and_a_model_folder_keeps_other_files(capsys, log, tmp_path):
     out = tmp_path / "m"
     assert main(["fit", str(log), "--backend", "numpy", "--out", str(out), "-q"]) == 0

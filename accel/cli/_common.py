@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from accel.atomic import atomic_file
+from accel.atomic import atomic_file, check_writable_folder
 from accel.data.ids import storable_ids
 from accel.data.interactions import Interactions, read_table
 from accel.data.loaders import read_movielens_ratings
@@ -91,11 +91,7 @@ def check_output_path(
     path = Path(path)
     if suffixes is not None and path.suffix.lower() not in suffixes:
         raise InputError(f"output {path} must end in {', '.join(suffixes)}")
-    parent = path.parent
-    if not parent.is_dir():
-        raise InputError(f"cannot write {path}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise InputError(f"cannot write {path}: folder {parent} is not writable")
+    check_writable_folder(path.parent, path)
     if path.is_dir() and suffixes is not None:
         raise InputError(f"cannot write {path}: it is a folder")
     if written_by_accel is not None and path.exists() and not written_by_accel(path):

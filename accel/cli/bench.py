@@ -6,6 +6,7 @@ import argparse
 import re
 from pathlib import Path
 
+from accel.atomic import check_writable_folder
 from accel.cli._common import add_dataset_args, dataset_from_args, is_json_with
 from accel.errors import InputError, format_bytes
 
@@ -89,6 +90,10 @@ def check_results_folder(out: Path) -> None:
 
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; give a folder for the results")
+    existing = next(folder for folder in (out, *out.absolute().parents) if folder.exists())
+    if not existing.is_dir():
+        raise InputError(f"--out {out}: {existing} is a file, not a folder")
+    check_writable_folder(existing, out)
     ours = is_json_with(out / RESULTS_JSON, ("machine", "wall_s"))
     for name in (RESULTS_JSON, RESULTS_MD):
         if (out / name).exists() and not ours:

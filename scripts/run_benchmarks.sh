@@ -15,5 +15,6 @@ ACCEL_BENCH_SLOW=1 python -m pytest bench --benchmark-only -q -p no:cacheprovide
     --benchmark-json "$out/micro.json"
 accel bench --users 100000 --items 10000 --out "$out/synthetic-100k-10k" --quiet
 python bench/dask_scoring.py --out "$out/dask_scoring.json"
+python bench/serving.py --out "$out/serving.json"
 accel bench --sweep-only --sweep-items 2000,4000,8000,16000,32000,64000,96000 \
     --timeout 400 --out "$out/sweep" --quiet

@@ -15,9 +15,6 @@ repository root:  ``python bench/dask_scoring.py`` (``--help`` for sizes).
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -29,6 +26,7 @@ import scipy.sparse as sp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from accel import EASE
+from accel.bench.report import machine_info, write_json
 from accel.data.synthetic import synthetic_interactions
 from accel.distributed import connect, recommend, recommend_to_parquet
 from accel.distributed.model_transfer import ship_model, worker_model
@@ -152,14 +150,11 @@ def main(argv: list[str] | None = None) -> int:
         "interactions": int(X.nnz),
         "k": args.k,
         "fit_s": fit_s,
-        "cpu_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "python": platform.python_version(),
+        "machine": machine_info(),
         "rows": rows,
         "model_transfer": transfer,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    out = write_json(Path(args.out), result)
     print(f"\nwrote {out}")
     return 0
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -73,6 +75,44 @@ def test_filter_reindexes_and_iterates():
 def test_unix_seconds_times():
     df = pd.DataFrame({"user_id": [1], "item_id": [2], "ts": [86400]})
     assert Interactions.from_frame(df, time_col="ts").frame["time"][0] == pd.Timestamp("1970-01-02")
+
+
+@pytest.mark.parametrize(
+    ("times", "expected"),
+    [
+        # ISO 8601 of differing precision in one column (the first value's format would miss the second)
+        (["2024-01-02", "2024-01-03 10:00"], ["2024-01-02 00:00", "2024-01-03 10:00"]),
+        # one non-ISO format, inferred from the first value
+        (["01/02/2024", "03/02/2024"], ["2024-01-02", "2024-03-02"]),
+        # offsets that change across daylight saving: converted to UTC
+        (
+            ["2024-03-30T10:00:00+01:00", "2024-04-01T10:00:00+02:00"],
+            ["2024-03-30 09:00", "2024-04-01 08:00"],
+        ),
+    ],
+)
+def test_text_times(times, expected):
+    frame = pd.DataFrame({"user_id": [1, 2], "item_id": [2, 3], "t": times})
+    parsed = Interactions.from_frame(frame, time_col="t").frame["time"]
+    got = parsed.dt.tz_convert(None) if parsed.dt.tz is not None else parsed
+    assert list(got) == [pd.Timestamp(e) for e in expected]
+
+
+@pytest.mark.parametrize(
+    ("times", "bad"),
+    [
+        (["t1", "t40"], "t1"),  # dateutil would read these as years 0001 and 2040
+        (["01/02/2024", "13/02/2024"], "13/02/2024"),  # the first value's format does not fit
+        (["2024-01-01", None], None),
+    ],
+)
+def test_text_times_that_are_not_dates(times, bad):
+    frame = pd.DataFrame({"user_id": [1, 2], "item_id": [2, 3], "t": times})
+    message = "missing values" if bad is None else f"not a date: {bad!r}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and pandas' guessing warning never reaches the user
+        with pytest.raises(InputError, match=message):
+            Interactions.from_frame(frame, time_col="t")
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,21 +22,44 @@ if TYPE_CHECKING:
 
 
 def parse_times(values: pd.Series, column: str) -> pd.Series:
-    """Datetimes from datetimes, dates as text, or Unix seconds; :class:`InputError` for the unparseable."""
-    if pd.api.types.is_datetime64_any_dtype(values):
+    """Datetimes from datetimes, dates as text, or Unix seconds; :class:`InputError` for the unparseable.
+
+    Text is read as ISO 8601 (any precision, and precisions may differ within the
+    column), else in the one format pandas infers from the first value. A column
+    that would need a guess per value (pandas' dateutil fallback, which takes
+    ``"t40"`` for the year 2040) is refused, not half-guessed. Times with differing
+    UTC offsets, e.g. across a daylight-saving change, are converted to UTC (a time
+    without an offset among them is taken as UTC).
+    """
+    if pd.api.types.is_datetime64_any_dtype(values) or pd.api.types.is_numeric_dtype(values):
         if values.isna().any():
             raise InputError(f"time column {column!r} has missing values")
-        return values
-    if pd.api.types.is_numeric_dtype(values):
-        if values.isna().any():
-            raise InputError(f"time column {column!r} has missing values")
-        return pd.to_datetime(values, unit="s")
-    parsed = pd.to_datetime(values, errors="coerce")
-    bad = parsed.isna() & values.notna()
-    if bad.any() or values.isna().any():
-        example = values[bad].iloc[0] if bad.any() else None
-        raise InputError(f"time column {column!r} holds a value that is not a date: {example!r}")
-    return parsed
+        return values if pd.api.types.is_datetime64_any_dtype(values) else pd.to_datetime(values, unit="s")
+    if values.isna().any():
+        raise InputError(f"time column {column!r} has missing values")
+    attempts = [_text_times(values, "ISO8601"), _text_times(values, None)]
+    for parsed in attempts:
+        if parsed is not None and parsed.notna().all():
+            return parsed
+    # Name a value the inferred format (else ISO 8601) could not read.
+    parsed = next((p for p in reversed(attempts) if p is not None), None)
+    example = values.iloc[0] if parsed is None else values[parsed.isna()].iloc[0]
+    raise InputError(f"time column {column!r} holds a value that is not a date: {example!r}")
+
+
+def _text_times(values: pd.Series, date_format: str | None) -> pd.Series | None:
+    """``values`` read as dates in ``date_format`` (``None``: inferred from the first value), NaT where
+    one does not fit; ``None`` when pandas would guess value by value."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # "Could not infer format": per-value guessing
+        for utc in (False, True):  # differing UTC offsets need utc=True
+            try:
+                return pd.to_datetime(values, errors="coerce", format=date_format, utc=utc)
+            except UserWarning:
+                return None
+            except (ValueError, TypeError):
+                continue
+    return None
 
 
 class Interactions:

@@ -74,6 +74,8 @@ def test_recommend_for_items_and_similar(capsys, model_dir):
     rows = [line.split("\t") for line in out.strip().splitlines()]
     assert rows[0] == ["user", "item", "rank", "score", "source"] and len(rows) == 4
     assert {"5", "17"}.isdisjoint(r[1] for r in rows[1:])
+    repeated = run_cli(capsys, "recommend", str(model_dir), "--items", "5", "--items", "17", "--k", "3")
+    assert repeated[:2] == (code, out)  # a repeated --items adds to the list
     code, out, err = run_cli(
         capsys, "recommend", str(model_dir), "--items", "5", "--workers", "1", "--out", "recs_dir"
     )

@@ -47,7 +47,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("model_dir", metavar="MODEL_DIR", help="folder written by `accel fit`")
     parser.add_argument("input", metavar="INPUT", nargs="?", help="interaction log of the users to serve")
-    parser.add_argument("--items", nargs="+", metavar="ITEM_ID", help="instead of INPUT: one user's items")
+    parser.add_argument(
+        "--items",
+        nargs="+",
+        action="extend",
+        metavar="ITEM_ID",
+        help="instead of INPUT: one user's items (repeat the flag or list several)",
+    )
     add_input_args(parser, defaults_from_model=True)
     parser.add_argument("--k", type=int, default=10, help="items per user (default 10)")
     parser.add_argument(

@@ -107,7 +107,7 @@ def one_user_ms(recommend: Any, X: sp.csr_matrix, calls: int = ONE_USER_CALLS) -
         start = time.perf_counter()
         recommend(row)
         seconds.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(seconds))
+    return round(1e3 * float(np.median(seconds)), 3)
 
 
 def saved_mib(model: Any) -> float:
@@ -145,8 +145,6 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
 
     def record(name: str, seconds: float, mib: float | None, **extra: Any) -> None:
-        if "one_user_ms" in extra:
-            extra["one_user_ms"] = round(extra["one_user_ms"], 3)
         rows.append({"model": name, "seconds": round(seconds, 3), "mib": mib and round(mib, 2), **extra})
         print(f"{name:<40} {seconds:8.2f} s   {mib or 0:8.1f} MiB", file=sys.stderr)
 

@@ -302,8 +302,5 @@ def _in_chunks(run: Callable[[int, int], None], n_rows: int, n_threads: int) -> 
     """``run(lo, hi)`` over row chunks of at most :data:`_CHUNK_ROWS`, on ``n_threads`` threads
     (0: one per core)."""
     n_threads = n_threads or host_threads()
-    if n_rows <= _CHUNK_ROWS and (n_threads == 1 or n_rows == 1):
-        run(0, n_rows)
-        return
     chunks = row_chunks(n_rows, max(n_threads, -(-n_rows // _CHUNK_ROWS)))
     run_parallel(lambda rows: run(rows.start, rows.stop), chunks, n_threads)

@@ -12,8 +12,6 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-import numpy as np
-
 T = TypeVar("T")
 
 
@@ -24,7 +22,7 @@ def host_threads() -> int:
 
 def row_chunks(n_rows: int, n_chunks: int) -> list[slice]:
     """``n_rows`` split into at most ``n_chunks`` contiguous slices of near-equal size."""
-    bounds = np.linspace(0, n_rows, n_chunks + 1).astype(int)
+    bounds = [n_rows * i // n_chunks for i in range(n_chunks + 1)]
     return [slice(a, b) for a, b in itertools.pairwise(bounds) if b > a]
 
 

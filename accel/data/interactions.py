@@ -31,18 +31,20 @@ def parse_times(values: pd.Series, column: str) -> pd.Series:
     UTC offsets, e.g. across a daylight-saving change, are converted to UTC (a time
     without an offset among them is taken as UTC).
     """
-    if pd.api.types.is_datetime64_any_dtype(values) or pd.api.types.is_numeric_dtype(values):
-        if values.isna().any():
-            raise InputError(f"time column {column!r} has missing values")
-        return values if pd.api.types.is_datetime64_any_dtype(values) else pd.to_datetime(values, unit="s")
     if values.isna().any():
         raise InputError(f"time column {column!r} has missing values")
-    attempts = [_text_times(values, "ISO8601"), _text_times(values, None)]
-    for parsed in attempts:
-        if parsed is not None and parsed.notna().all():
-            return parsed
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return values
+    if pd.api.types.is_numeric_dtype(values):
+        return pd.to_datetime(values, unit="s")
+    iso = _text_times(values, "ISO8601")
+    if iso is not None and iso.notna().all():
+        return iso
+    inferred = _text_times(values, None)
+    if inferred is not None and inferred.notna().all():
+        return inferred
     # Name a value the inferred format (else ISO 8601) could not read.
-    parsed = next((p for p in reversed(attempts) if p is not None), None)
+    parsed = inferred if inferred is not None else iso
     example = values.iloc[0] if parsed is None else values[parsed.isna()].iloc[0]
     raise InputError(f"time column {column!r} holds a value that is not a date: {example!r}")
 

@@ -24,10 +24,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
-import similaripy
 
 from accel.backends import Backend
-from accel.errors import InputError
+from accel.errors import AccelError, InputError
 from accel.models.base import Recommender
 from accel.models.sparse_weights import SparseItemItem
 from accel.validation import check_nonnegative, check_positive_int
@@ -63,6 +62,22 @@ def check_knn_params(similarity: str, params: dict[str, Any]) -> None:
                 f"similarity {similarity!r} does not take parameter {name!r}; "
                 f"it takes {', '.join(sorted(allowed))}"
             )
+
+
+class MissingPackageError(AccelError, ImportError):
+    """An optional package a model needs is not installed (the message names it)."""
+
+
+def _similaripy() -> Any:
+    """similaripy, imported where a similarity is computed, so accel imports without it."""
+    try:
+        import similaripy
+    except ImportError:
+        raise MissingPackageError(
+            "KNN models need the similaripy package, which is not installed: "
+            "pip install 'similaripy>=0.7,<0.8'"
+        ) from None
+    return similaripy
 
 
 class _KNN(Recommender):
@@ -139,7 +154,7 @@ class _KNN(Recommender):
         self, matrix1: sp.csr_matrix, matrix2: sp.csr_matrix, show_progress: bool
     ) -> sp.csr_matrix:
         """``similaripy.<similarity>(matrix1, matrix2, ...)`` as a CSR matrix of ``dtype_``."""
-        function = getattr(similaripy, self.similarity)
+        function = getattr(_similaripy(), self.similarity)
         result = function(
             sp.csr_array(matrix1),
             sp.csr_array(matrix2),

@@ -117,11 +117,63 @@ def test_gram_is_one_block_when_memory_allows(backend: Any, monkeypatch: pytest.
 def test_column_stats(backend: Any) -> None:
     X = random_interactions(300, 40, 0.1, seed=3)
     X.data[:] = np.arange(1, X.nnz + 1) % 3 + 1  # not only ones
-    products, squares = backend._column_stats(backend.sparse_to_device(X, np.dtype(np.float32)))
+    products, squares, sums = backend._column_stats(backend.sparse_to_device(X, np.dtype(np.float32)))
     lengths = np.diff(X.indptr)
     dense = X.toarray().astype(np.float64)
     np.testing.assert_array_equal(products.get(), (dense != 0).T @ lengths)
     np.testing.assert_array_equal(squares.get(), (dense**2).sum(axis=0))
+    np.testing.assert_allclose(sums.get(), (dense.T @ dense).sum(axis=1), rtol=1e-12)
+
+
+def test_column_stats_of_long_rows(backend: Any) -> None:
+    """Rows longer than a thread block: the shared-memory row sum covers every entry."""
+    X = random_interactions(5, 3000, 0.4, seed=4)
+    _products, _squares, sums = backend._column_stats(backend.sparse_to_device(X, np.dtype(np.float32)))
+    dense = X.toarray().astype(np.float64)
+    np.testing.assert_array_equal(sums.get(), (dense.T @ dense).sum(axis=1))
+
+
+def test_gram_row_sums_catch_a_lost_off_diagonal_entry(backend: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import cupyx.cusparse
+
+    spgemm = cupyx.cusparse.spgemm
+
+    def lossy(a: Any, b: Any, alpha: float = 1) -> Any:
+        product = spgemm(a, b, alpha).tocoo()
+        off = int((product.row != product.col).argmax())  # block-local rows: any one entry will do
+        product.data[off] = 0
+        return product.tocsr()
+
+    monkeypatch.setattr(cupyx.cusparse, "spgemm", lossy)
+    X = random_interactions(200, 30, 0.2, seed=9)
+    out = backend.empty((30, 30), np.dtype(np.float32))
+    with pytest.raises(RuntimeError, match="row sums"):
+        backend.gram(backend.sparse_to_device(X, np.dtype(np.float32)), out)
+
+
+def test_gram_block_out_of_memory_is_halved_and_retried(
+    backend: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import cupy
+    import cupyx.cusparse
+
+    spgemm = cupyx.cusparse.spgemm
+    sizes: list[int] = []
+
+    def tight(a: Any, b: Any, alpha: float = 1) -> Any:
+        sizes.append(a.shape[0])
+        if a.shape[0] > 25:
+            raise cupy.cuda.memory.OutOfMemoryError(1 << 40, 0, 0)
+        return spgemm(a, b, alpha)
+
+    monkeypatch.setattr(cupyx.cusparse, "spgemm", tight)
+    X = random_interactions(500, 100, 0.1, seed=10)
+    out = backend.empty((100, 100), np.dtype(np.float32))
+    backend.gram(backend.sparse_to_device(X, np.dtype(np.float32)), out)
+    dense = X.toarray().astype(np.float64)
+    np.testing.assert_array_equal(backend.to_host(out), dense.T @ dense)
+    assert sizes[0] == 100 and backend.gram_stats["retries"] >= 2
+    assert backend.gram_stats["blocks"] == len(backend.gram_stats["bytes_per_product"]) >= 4
 
 
 def test_memory_plans_follow_free_memory(backend: Any) -> None:
@@ -226,6 +278,20 @@ def test_sparse_dense_matmul(backend: Any, order: str) -> None:
     np.testing.assert_allclose(got, X.toarray().astype(np.float64) @ W, rtol=1e-5, atol=1e-5)
 
 
+def test_sparse_dense_matmul_in_row_chunks(backend: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each SpMM's output stays under the element cap; rows come out as from one product."""
+    from accel.backends.cupy import planning
+
+    monkeypatch.setattr(planning, "SPMM_MAX_ELEMENTS", 7 * 33)  # 7 rows a product, 64 rows: 10 chunks
+    X = random_interactions(64, 50, 0.1, seed=5)
+    W = np.random.default_rng(0).standard_normal((50, 33)).astype(np.float32)
+    got = backend.to_host(
+        backend.sparse_dense_matmul(backend.sparse_to_device(X, np.dtype(np.float32)), backend.to_device(W))
+    )
+    np.testing.assert_allclose(got, X.toarray().astype(np.float64) @ W, rtol=1e-5, atol=1e-5)
+    assert backend.dense_batch_rows(33, 4) == 7
+
+
 def test_sparse_dense_matmul_empty_rows(backend: Any) -> None:
     X = sp.csr_matrix((3, 4), dtype=np.float32)
     W = backend.to_device(np.ones((4, 2), dtype=np.float32))
@@ -274,6 +340,21 @@ def test_topk_matches_numpy(backend: Any, k: int, dtype: type) -> None:
 
 
 # ---- the whole model --------------------------------------------------------------------------------
+def test_pool_peaks_by_phase(cupy: Any) -> None:
+    from accel.backends.cupy.backend import CupyBackend
+    from accel.models.ease import EASE
+
+    backend = CupyBackend(block_size=64)
+    X = random_interactions(4000, 600, 0.05, seed=12)
+    cupy.get_default_memory_pool().free_all_blocks()
+    EASE(l2=50.0, backend=backend).fit(X, show_progress=False)
+    n2 = 600 * 600 * 4
+    assert set(backend.pool_peaks) == {"gram", "inverse"}
+    # the inverse phase starts from the n² buffer alone (the Gram's blocks were freed)
+    assert n2 <= backend.pool_peaks["inverse"] <= n2 + 4 * backend.workspace_bytes(600, 4)
+    assert backend.pool_peaks["gram"] >= n2
+
+
 def test_ease_numpy_and_cupy_agree(backend: Any) -> None:
     ease = pytest.importorskip("accel.models.ease", reason="accel.models.ease is not available yet")
     X = random_interactions(800, 150, 0.04, seed=11)

@@ -210,12 +210,15 @@ def _nvrtc_compile(source: str) -> None:
         nvrtc.destroyProgram(program)
 
 
-@pytest.mark.parametrize("value_type", ["float", "double"])
-@pytest.mark.parametrize("index_type", ["int", "long long"])
+@pytest.mark.parametrize("value_type", ["float32", "float64"])
+@pytest.mark.parametrize("index_type", ["int32", "int64"])
 def test_row_kernels_compile(cupy_libraries: None, value_type: str, index_type: str) -> None:
+    import numpy as np
+
     from accel.backends.cupy import kernels
 
-    _nvrtc_compile(f"typedef {value_type} T;\ntypedef {index_type} IDX;\n" + kernels._ROW_KERNELS)
+    header = kernels.kernel_header(np.dtype(value_type), np.dtype(index_type))
+    _nvrtc_compile(header + kernels._ROW_KERNELS)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

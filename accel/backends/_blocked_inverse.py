@@ -162,7 +162,8 @@ def lower_gram_inplace(ex: BlasExecutor, flat: Any, n: int, block: int) -> None:
         r = i + ib
         out = Ref(work, 0, ib)
         ex.gemm("T", "N", ib, r, n - i, 1.0, Ref(flat, i + i * n, n), Ref(flat, i, n), 0.0, out)
-        ex.view(Ref(flat, i, n), ib, r)[...] = ex.view(out, ib, r)
+        # Copied through the transposed views, whose last axis is the contiguous one on both sides.
+        ex.view(Ref(flat, i, n), ib, r).T[...] = ex.view(out, ib, r).T
 
 
 def symmetrize_from_lower(ex: BlasExecutor, flat: Any, n: int, block: int) -> None:
@@ -173,8 +174,8 @@ def symmetrize_from_lower(ex: BlasExecutor, flat: Any, n: int, block: int) -> No
         r = i + ib
         diag = ex.view(Ref(flat, i + i * n, n), ib, ib)
         diag[...] = xp.tril(diag) + xp.tril(diag, -1).T
-        if r < n:
-            ex.view(Ref(flat, i + r * n, n), ib, n - r)[...] = ex.view(Ref(flat, r + i * n, n), n - r, ib).T
+        if r < n:  # the written side runs along its contiguous axis
+            ex.view(Ref(flat, i + r * n, n), ib, n - r).T[...] = ex.view(Ref(flat, r + i * n, n), n - r, ib)
 
 
 def spd_inverse_flat(

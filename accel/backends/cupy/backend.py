@@ -2,11 +2,15 @@
 
 * Gram ``XᵀX``: ``cupyx.cusparse.spgemm`` on blocks of item rows of ``Xᵀ``, each block
   product scattered into its rows of the preallocated output. Blocks are planned from
-  the memory free once the n² buffer exists (:func:`planning.plan_gram_blocks`) and
-  ``diag(G)`` is checked against per-item sums afterwards, because a one-shot product
-  at 1M × 20k silently came back empty on an H100.
+  the memory free once the n² buffer exists (:func:`planning.plan_gram_blocks`); a block
+  that runs out of memory is halved and retried. ``diag(G)`` and the row sums of ``G``
+  are checked against per-item sums afterwards, because a one-shot product at 1M × 20k
+  silently came back empty on an H100 (the diagonal alone would miss lost off-diagonal
+  entries). After the Gram the memory pool's cached blocks are freed, so the inverse
+  starts from the n² buffer alone; :attr:`CupyBackend.pool_peaks` holds each phase's pool.
 * Inverse: :mod:`accel.backends.cupy.inverse` (cuSOLVER ``Xpotrf`` + cuBLAS, one buffer).
-* Scoring: ``cusparseSpMM`` with a row-major dense operand through CuPy's generic-API
+* Scoring: ``cusparseSpMM`` (in row chunks whose output stays under 2³¹ elements) with a
+  row-major dense operand through CuPy's generic-API
   bindings ``createCsr``/``createDnMat``/``spMM_bufferSize``/``spMM``
   (``cupy_backends/cuda/libs/cusparse.pxd``), so ``W`` is never copied (``cupyx``'s
   ``csr @ dense`` converts it to Fortran order first). The algorithm is
@@ -17,6 +21,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Literal
 
 import numpy as np
@@ -89,6 +94,10 @@ class CupyBackend(Backend):
         self.math_mode: MathMode = math_mode
         self.cholesky: CholeskyMode = cholesky
         self.gram_block_size = None if gram_block_size is None else int(gram_block_size)
+        #: Bytes the memory pool held at the end of the last Gram (``"gram"``) and inverse (``"inverse"``).
+        self.pool_peaks: dict[str, int] = {}
+        #: The last Gram's blocks, out-of-memory retries and the pool's bytes per scalar product.
+        self.gram_stats: dict[str, Any] = {}
 
     @property
     def device_id(self) -> int:
@@ -132,6 +141,10 @@ class CupyBackend(Backend):
         """Scoring batches are sized from free device memory, not a fixed cap."""
         return int(self.free_memory() * _BATCH_FREE_SHARE)
 
+    def dense_batch_rows(self, n_items: int, itemsize: int) -> int:
+        """Rows per scoring batch: what free memory allows, and no more than one SpMM output holds."""
+        return min(super().dense_batch_rows(n_items, itemsize), planning.spmm_max_rows(n_items))
+
     def workspace_bytes(self, n_items: int, itemsize: int, nnz: int = 0) -> int:
         """Peak device bytes a fit needs beyond the n² buffer, X and Xᵀ (the Gram or the inverse step)."""
         return max(
@@ -147,67 +160,99 @@ class CupyBackend(Backend):
         n = X.shape[1]
         if out.shape != (n, n) or not out.flags.c_contiguous:
             raise ValueError(f"out must be a C-contiguous {n} × {n} array, got shape {out.shape}")
-        from cupyx import cusparse
-
+        pool = self._cp.get_default_memory_pool()
         with self._device:
             X = self._canonical(X, out.dtype)
-            products, squares = self._column_stats(X)
+            products, squares, sums = self._column_stats(X)
             XT = X.T.tocsr()
             XT.sum_duplicates()
-            blocks = planning.plan_gram_blocks(products.get(), self.free_memory(), self.gram_block_size)
-            for start, stop in blocks:
-                target = out[start:stop]
-                target.fill(0)
-                rows = XT[start:stop]
-                if rows.nnz == 0:
-                    continue
-                rows.sum_duplicates()
-                product = cusparse.spgemm(rows, X)
-                self._scatter_rows(product, target)
-                del rows, product
-            del XT
-            self._check_gram_diagonal(squares, out)
+            item_products = products.get()
+            blocks = planning.plan_gram_blocks(item_products, self.free_memory(), self.gram_block_size)
+            stats: dict[str, Any] = {"blocks": 0, "bytes_per_product": []}
+            block = functools.partial(self._gram_block, XT, X, out, item_products, stats)
+            stats["retries"] = planning.run_blocks(
+                blocks, block, planning.is_out_of_memory, pool.free_all_blocks
+            )
+            del block, XT
+            binary = bool((X.data == 1).all()) and float(squares.max()) < 2**24
+            self._check_gram(squares, sums, out, exact=binary)
+            self.gram_stats = stats
+            self.pool_peaks = {"gram": int(pool.total_bytes())}
+            pool.free_all_blocks()
         return out
 
-    def _column_stats(self, X: Any) -> tuple[Array, Array]:
-        """Per item: the SpGEMM products of its Gram row (uint64) and Σ_u X[u, j]² (float64)."""
+    def _gram_block(
+        self, XT: Any, X: Any, out: Array, products: np.ndarray, stats: dict[str, Any], start: int, stop: int
+    ) -> None:
+        """Rows ``start:stop`` of ``out = XᵀX`` by one SpGEMM; records the pool's bytes per product."""
+        from cupyx import cusparse
+
+        pool = self._cp.get_default_memory_pool()
+        out[start:stop].fill(0)
+        rows = XT[start:stop]
+        if rows.nnz == 0:
+            return
+        rows.sum_duplicates()
+        pool.free_all_blocks()
+        before = pool.total_bytes()
+        product = cusparse.spgemm(rows, X)
+        self._scatter_rows(product, out[start:stop])
+        held = pool.total_bytes() - before
+        stats["blocks"] += 1
+        stats["bytes_per_product"].append(round(held / max(1.0, float(products[start:stop].sum())), 2))
+
+    def _column_stats(self, X: Any) -> tuple[Array, Array, Array]:
+        """Per item: its Gram row's SpGEMM products (uint64), Σ_u X[u, j]² and Σ_u X[u, j]·Σ_i X[u, i]."""
         cp = self._cp
         n = X.shape[1]
         products = cp.zeros(n, dtype=cp.uint64)
         squares = cp.zeros(n, dtype=cp.float64)
+        sums = cp.zeros(n, dtype=cp.float64)
         if X.nnz:
             kernel = row_kernel(
                 "csr_column_stats", np.dtype(X.dtype), np.dtype(X.indices.dtype), self.device_id
             )
             indptr = X.indptr.astype(X.indices.dtype, copy=False)
-            args = (indptr, X.indices, X.data, products, squares, np.int64(X.shape[0]))
+            args = (indptr, X.indices, X.data, products, squares, sums, np.int64(X.shape[0]))
             kernel((X.shape[0],), (ROW_THREADS,), args)
-        return products, squares
+        return products, squares, sums
 
-    def _check_gram_diagonal(self, expected: Array, out: Array) -> None:
-        """Check ``diag(XᵀX) = Σ_u X[u, j]²`` (item counts for binary X): catches silent SpGEMM failures."""
+    def _check_gram(self, squares: Array, sums: Array, out: Array, exact: bool) -> None:
+        """Check ``diag(XᵀX)`` and ``XᵀX``'s row sums against per-item sums: catches silent SpGEMM failures.
+
+        For binary X (whose Gram holds integers exactly) both must match exactly; otherwise to
+        a relative tolerance of the dtype.
+        """
         cp = self._cp
-        n = out.shape[0]
-        got = out.diagonal().astype(cp.float64)
-        rtol = 1e-4 if out.dtype == np.float32 else 1e-10
-        bad = cp.abs(got - expected) > rtol * cp.abs(expected)
-        n_bad = int(bad.sum())
-        if n_bad:
-            first = int(cp.argmax(bad))
-            raise RuntimeError(
-                f"Gram check failed: diag(XᵀX) differs from the item interaction counts for {n_bad:,} of "
-                f"{n:,} items (first: item {first}, got {float(got[first])}, "
-                f"expected {float(expected[first])}). "
-                "cuSPARSE SpGEMM returned an incomplete product; retry with a smaller gram_block_size."
-            )
+        rtol = 0.0 if exact else (1e-5 if out.dtype == np.float32 else 1e-10)
+        checks = (
+            ("diag(XᵀX)", out.diagonal().astype(cp.float64), squares, "item interaction counts"),
+            ("the row sums of XᵀX", out.sum(axis=1, dtype=cp.float64), sums, "item co-occurrence counts"),
+        )
+        for what, got, expected, meaning in checks:
+            bad = cp.abs(got - expected) > rtol * cp.abs(expected) + (0.5 if exact else 0.0)
+            n_bad = int(bad.sum())
+            if n_bad:
+                first = int(cp.argmax(bad))
+                raise RuntimeError(
+                    f"Gram check failed: {what} differs from the {meaning} for {n_bad:,} of "
+                    f"{out.shape[0]:,} items (first: item {first}, got {float(got[first])}, "
+                    f"expected {float(expected[first])}). "
+                    "cuSPARSE SpGEMM returned an incomplete product; retry with a smaller gram_block_size."
+                )
 
     def spd_inverse_inplace(self, A: Array) -> Array:
         if A.ndim != 2 or A.shape[0] != A.shape[1] or not A.flags.c_contiguous:
             raise ValueError("spd_inverse_inplace needs a square C-contiguous array")
         if np.dtype(A.dtype) not in CUDA_DTYPE:
             raise ValueError(f"spd_inverse_inplace supports float32 and float64, got {A.dtype}")
+        pool = self._cp.get_default_memory_pool()
         with self._device:
-            return spd_inverse(self._cp, A, self.block_size, self.math_mode, self._xpotrf())
+            pool.free_all_blocks()  # the phase's pool starts from what is live (A, and X if still held)
+            spd_inverse(self._cp, A, self.block_size, self.math_mode, self._xpotrf())
+            self._device.synchronize()
+            self.pool_peaks["inverse"] = int(pool.total_bytes())
+        return A
 
     def _xpotrf(self) -> Xpotrf | None:
         """cuSOLVER's 64-bit potrf for the whole matrix, or ``None`` for the blocked Cholesky."""
@@ -271,48 +316,66 @@ class CupyBackend(Backend):
             else:
                 raise ValueError("W must be C- or F-contiguous (it is never copied)")
             X = self._canonical(X, dtype)
-            index_type = (
-                cusparse.CUSPARSE_INDEX_32I if X.indices.dtype == np.int32 else cusparse.CUSPARSE_INDEX_64I
-            )
-            cuda_dtype = CUDA_DTYPE[dtype]
-            handle = cp.cuda.device.get_cusparse_handle()
-            alpha, beta = np.array(1, dtype=dtype), np.array(0, dtype=dtype)
-            mat_x = cusparse.createCsr(
-                m,
-                k,
-                X.nnz,
-                X.indptr.data.ptr,
-                X.indices.data.ptr,
-                X.data.data.ptr,
-                index_type,
-                index_type,
-                cusparse.CUSPARSE_INDEX_BASE_ZERO,
-                cuda_dtype,
-            )
-            mat_w = cusparse.createDnMat(k, n, ld_w, W.data.ptr, cuda_dtype, order)
-            mat_out = cusparse.createDnMat(m, n, n, out.data.ptr, cuda_dtype, cusparse.CUSPARSE_ORDER_ROW)
-            try:
-                op = cusparse.CUSPARSE_OPERATION_NON_TRANSPOSE
-                # spMM takes exactly bufferSize's arguments plus the buffer.
-                args = (
-                    handle,
-                    op,
-                    op,
-                    alpha.ctypes.data,
-                    mat_x,
-                    mat_w,
-                    beta.ctypes.data,
-                    mat_out,
-                    cuda_dtype,
-                    cusparse.CUSPARSE_MM_ALG_DEFAULT,
-                )
-                buffer = cp.empty(max(1, cusparse.spMM_bufferSize(*args)), dtype=cp.uint8)
-                cusparse.spMM(*args, buffer.data.ptr)
-            finally:
-                cusparse.destroySpMat(mat_x)
-                cusparse.destroyDnMat(mat_w)
-                cusparse.destroyDnMat(mat_out)
+            chunk = planning.spmm_max_rows(n)
+            for start in range(0, m, chunk):
+                stop = min(m, start + chunk)
+                part = X if (start, stop) == (0, m) else X[start:stop]
+                self._spmm(part, W, order, ld_w, out[start:stop])
         return out
+
+    def _spmm(self, X: Any, W: Array, order: int, ld_w: int, out: Array) -> None:
+        """``out = X · W`` by ``cusparseSpMM`` (``out`` C-contiguous, under 2³¹ elements)."""
+        cp = self._cp
+        from cupy_backends.cuda.libs import cusparse
+
+        (m, k), n = X.shape, W.shape[1]
+        if out.shape != (m, n) or out.size > planning.SPMM_MAX_ELEMENTS or not out.flags.c_contiguous:
+            raise ValueError(f"SpMM output {out.shape} must be C-contiguous and under 2³¹ elements")
+        dtype = np.dtype(W.dtype)
+        if X.nnz == 0:
+            out.fill(0)
+            return
+        index_type = (
+            cusparse.CUSPARSE_INDEX_32I if X.indices.dtype == np.int32 else cusparse.CUSPARSE_INDEX_64I
+        )
+        cuda_dtype = CUDA_DTYPE[dtype]
+        handle = cp.cuda.device.get_cusparse_handle()
+        alpha, beta = np.array(1, dtype=dtype), np.array(0, dtype=dtype)
+        mat_x = cusparse.createCsr(
+            m,
+            k,
+            X.nnz,
+            X.indptr.data.ptr,
+            X.indices.data.ptr,
+            X.data.data.ptr,
+            index_type,
+            index_type,
+            cusparse.CUSPARSE_INDEX_BASE_ZERO,
+            cuda_dtype,
+        )
+        mat_w = cusparse.createDnMat(k, n, ld_w, W.data.ptr, cuda_dtype, order)
+        mat_out = cusparse.createDnMat(m, n, n, out.data.ptr, cuda_dtype, cusparse.CUSPARSE_ORDER_ROW)
+        try:
+            op = cusparse.CUSPARSE_OPERATION_NON_TRANSPOSE
+            # spMM takes exactly bufferSize's arguments plus the buffer.
+            args = (
+                handle,
+                op,
+                op,
+                alpha.ctypes.data,
+                mat_x,
+                mat_w,
+                beta.ctypes.data,
+                mat_out,
+                cuda_dtype,
+                cusparse.CUSPARSE_MM_ALG_DEFAULT,
+            )
+            buffer = cp.empty(max(1, cusparse.spMM_bufferSize(*args)), dtype=cp.uint8)
+            cusparse.spMM(*args, buffer.data.ptr)
+        finally:
+            cusparse.destroySpMat(mat_x)
+            cusparse.destroyDnMat(mat_w)
+            cusparse.destroyDnMat(mat_out)
 
     def mask_seen(self, scores: Array, X: SparseMatrix) -> Array:
         if scores.shape != X.shape:

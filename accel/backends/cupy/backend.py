@@ -168,7 +168,7 @@ class CupyBackend(Backend):
             XT.sum_duplicates()
             item_products = products.get()
             blocks = planning.plan_gram_blocks(item_products, self.free_memory(), self.gram_block_size)
-            stats: dict[str, Any] = {"blocks": 0, "bytes_per_product": []}
+            stats: dict[str, Any] = {"blocks": 0, "bytes_per_product": [], "pool_peak": 0}
             block = functools.partial(self._gram_block, XT, X, out, item_products, stats)
             stats["retries"] = planning.run_blocks(
                 blocks, block, planning.is_out_of_memory, pool.free_all_blocks
@@ -177,7 +177,7 @@ class CupyBackend(Backend):
             binary = bool((X.data == 1).all()) and float(squares.max()) < 2**24
             self._check_gram(squares, sums, out, exact=binary)
             self.gram_stats = stats
-            self.pool_peaks = {"gram": int(pool.total_bytes())}
+            self.pool_peaks = {"gram": int(max(stats["pool_peak"], pool.total_bytes()))}
             pool.free_all_blocks()
         return out
 
@@ -197,7 +197,9 @@ class CupyBackend(Backend):
         before = pool.total_bytes()
         product = cusparse.spgemm(rows, X)
         self._scatter_rows(product, out[start:stop])
-        held = pool.total_bytes() - before
+        total = pool.total_bytes()
+        held = total - before
+        stats["pool_peak"] = max(stats["pool_peak"], total)
         stats["blocks"] += 1
         stats["bytes_per_product"].append(round(held / max(1.0, float(products[start:stop].sum())), 2))
 

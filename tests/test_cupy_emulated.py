@@ -21,6 +21,7 @@ import pytest
 import scipy.linalg
 
 from accel.backends.cupy.inverse import CupyExecutor, spd_inverse
+from accel.backends.cupy.libs import CUDA_DTYPE, Xpotrf
 
 # cublas_api.h
 SIDE_LEFT, SIDE_RIGHT = 0, 1
@@ -56,9 +57,10 @@ class Device:
     def __init__(self) -> None:
         self.buffers: list[np.ndarray] = []
         self.cuda = types.SimpleNamespace(
-            device=types.SimpleNamespace(get_cublas_handle=lambda: 11, get_cusolver_handle=lambda: 22)
+            device=types.SimpleNamespace(get_cublas_handle=lambda: 11, get_cusolver_handle=lambda: 22),
+            get_current_stream=lambda: types.SimpleNamespace(ptr=77),
         )
-        self.int32 = np.int32
+        self.int32, self.uint8 = np.int32, np.uint8
 
     def register(self, array: np.ndarray) -> DeviceArray:
         array = np.array(array, order="C").view(DeviceArray)
@@ -204,6 +206,58 @@ def make_libraries(device: Device) -> tuple[Any, Any, dict]:
     return cublas, cusolver, state
 
 
+def emulated_libcusolver(device: Device, state: dict) -> types.SimpleNamespace:
+    """``libcusolver``'s 64-bit potrf functions as C callbacks with the signatures :class:`Xpotrf` declares.
+
+    Every call goes through ctypes' C calling convention, so a wrong argument count or type
+    fails as it would against the real library; the matrix is read from its pointer and
+    leading dimension in emulated device memory, column-major, and factorised there.
+    """
+    handle, params, stream = 33, 44, 77
+    dtypes = {code: dtype for dtype, code in CUDA_DTYPE.items()}
+
+    def create(out: Any) -> int:
+        out[0] = handle
+        return 0
+
+    def create_params(out: Any) -> int:
+        out[0] = params
+        return 0
+
+    def set_stream(h: int, s: int) -> int:
+        assert (h, s) == (handle, stream)
+        return 0
+
+    def check_head(h: int, p: int, uplo: int, n: int, dtype_a: int, a: int, lda: int, compute: int) -> Any:
+        assert (h, p, uplo) == (handle, params, FILL_LOWER) and dtype_a == compute
+        return device.matrix(a, n, n, lda, dtypes[dtype_a])
+
+    def buffer_size(h, p, uplo, n, dtype_a, a, lda, compute, device_bytes, host_bytes) -> int:
+        check_head(h, p, uplo, n, dtype_a, a, lda, compute)
+        device_bytes[0], host_bytes[0] = 8 * n + 3, 5
+        return 0
+
+    def potrf(h, p, uplo, n, dtype_a, a, lda, compute, work, work_bytes, host, host_bytes, info) -> int:
+        matrix = check_head(h, p, uplo, n, dtype_a, a, lda, compute)
+        assert (work_bytes, host_bytes) == (8 * n + 3, 5) and host is not None
+        device.matrix(work, work_bytes, 1, work_bytes, np.uint8)  # the workspace is device memory
+        state["calls"].append("xpotrf")
+        device.matrix(info, 1, 1, 1, np.int32)[0, 0] = cholesky_lower(matrix)
+        return 0
+
+    python = {
+        "cusolverDnCreate": create,
+        "cusolverDnSetStream": set_stream,
+        "cusolverDnCreateParams": create_params,
+        "cusolverDnXpotrf_bufferSize": buffer_size,
+        "cusolverDnXpotrf": potrf,
+    }
+    functions = {
+        name: ctypes.CFUNCTYPE(ctypes.c_int, *Xpotrf.SIGNATURES[name])(fn) for name, fn in python.items()
+    }
+    return types.SimpleNamespace(**functions)
+
+
 def cholesky_lower(view: np.ndarray) -> int:
     """LAPACK potrf (lower) on a column-major view in place; returns info."""
     factor, info = scipy.linalg.lapack.get_lapack_funcs("potrf", (view,))(
@@ -214,10 +268,16 @@ def cholesky_lower(view: np.ndarray) -> int:
     return int(info)
 
 
-def spd_matrix(n: int, seed: int) -> np.ndarray:
+def spd_matrix(n: int, seed: int, l2: float = 50.0) -> np.ndarray:
+    """EASE-like ``XᵀX + λI``: the Gram of a sparse binary log with skewed item popularity (float64)."""
     rng = np.random.default_rng(seed)
-    X = (rng.random((3 * n + 5, n)) < 0.1).astype(np.float64)
-    return X.T @ X + 2.0 * np.eye(n)
+    users = 4 * n + 5
+    popularity = 1.0 / np.arange(1, n + 1) ** 0.8
+    cols = rng.choice(n, size=users * 6, p=popularity / popularity.sum())
+    rows = np.repeat(np.arange(users), 6)
+    X = np.zeros((users, n))
+    X[rows, cols] = 1.0
+    return X.T @ X + l2 * np.eye(n)
 
 
 def run_inverse(n: int, block: int, dtype: Any, whole_potrf: bool, math_mode: str = "exact") -> tuple:
@@ -225,20 +285,15 @@ def run_inverse(n: int, block: int, dtype: Any, whole_potrf: bool, math_mode: st
     cublas, cusolver, state = make_libraries(device)
     A = spd_matrix(n, seed=n)
     dev = device.register(A.astype(dtype))
-
-    def xpotrf(xp: Any, size: int, ptr: int, lda: int, dt: Any) -> int:
-        assert xp is device and np.dtype(dt) == np.dtype(dtype)
-        state["calls"].append("xpotrf")
-        return cholesky_lower(device.matrix(ptr, size, size, lda, dt))
-
-    spd_inverse(
-        device, dev, block, math_mode, xpotrf if whole_potrf else None, cublas=cublas, cusolver=cusolver
+    xpotrf = (
+        Xpotrf("libcusolver (emulated)", lib=emulated_libcusolver(device, state)) if whole_potrf else None
     )
+    spd_inverse(device, dev, block, math_mode, xpotrf, cublas=cublas, cusolver=cusolver)
     return A, np.asarray(dev), state
 
 
 @pytest.mark.parametrize("whole_potrf", [True, False])
-@pytest.mark.parametrize(("n", "block"), [(1, 4), (7, 3), (50, 16), (97, 32)])
+@pytest.mark.parametrize(("n", "block"), [(1, 4), (7, 3), (50, 16), (97, 32), (203, 64), (331, 48)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_inverse_through_emulated_libraries(n: int, block: int, dtype: Any, whole_potrf: bool) -> None:
     A, got, state = run_inverse(n, block, dtype, whole_potrf)
@@ -266,6 +321,17 @@ def test_not_positive_definite_through_emulated_libraries() -> None:
         spd_inverse(
             device, device.register(A.astype(np.float32)), 8, "exact", None, cublas=cublas, cusolver=cusolver
         )
+
+
+def test_not_positive_definite_through_the_emulated_xpotrf() -> None:
+    device = Device()
+    cublas, cusolver, state = make_libraries(device)
+    A = spd_matrix(120, seed=2)
+    A[77, 77] = -5.0
+    xpotrf = Xpotrf("libcusolver (emulated)", lib=emulated_libcusolver(device, state))
+    with pytest.raises(np.linalg.LinAlgError, match="leading minor 78 of 120"):
+        spd_inverse(device, device.register(A), 32, "exact", xpotrf, cublas=cublas, cusolver=cusolver)
+    assert state["calls"] == ["xpotrf"]
 
 
 def test_a_wrong_leading_dimension_is_caught() -> None:

@@ -144,8 +144,9 @@ class Xpotrf:
     }
     _LOWER = 0  # CUBLAS_FILL_MODE_LOWER
 
-    def __init__(self, library: str) -> None:
-        lib = ctypes.CDLL(library)
+    def __init__(self, library: str, lib: Any = None) -> None:
+        """Bind the functions of ``library`` (or of ``lib``, an already loaded stand-in for it)."""
+        lib = ctypes.CDLL(library) if lib is None else lib
         for name, argtypes in self.SIGNATURES.items():
             function = getattr(lib, name)
             function.argtypes = argtypes

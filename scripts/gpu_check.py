@@ -346,13 +346,14 @@ def input_bytes(X: sp.csr_matrix) -> int:
     return 2 * (X.data.nbytes + X.indices.nbytes + X.indptr.nbytes)
 
 
-def fit(gpu: Device, X: sp.csr_matrix, backend: Any) -> tuple[Any, dict[str, Any]]:
-    """Fit EASE on ``X``; the model and its seconds, ``fit_timings_`` and pool peaks by phase."""
+def fit(gpu: Device, X: sp.csr_matrix, tf32: bool = False) -> tuple[Any, dict[str, Any]]:
+    """Fit EASE on ``X`` (``tf32``: its TF32 option); the model, seconds, ``fit_timings_``, pool peaks."""
     from accel.models.ease import EASE
 
     gpu.reset_pool()
-    model, fit_s = gpu.timed(lambda: EASE(l2=L2, backend=backend).fit(X, show_progress=False))
-    peaks = dict(getattr(backend, "pool_peaks", {}) or {})
+    backend = gpu.exact
+    model, fit_s = gpu.timed(lambda: EASE(l2=L2, backend=backend, tf32=tf32).fit(X, show_progress=False))
+    peaks = dict(getattr(model.backend_, "pool_peaks", {}) or {})
     n = X.shape[1]
     out: dict[str, Any] = {
         "items": n,
@@ -364,7 +365,7 @@ def fit(gpu: Device, X: sp.csr_matrix, backend: Any) -> tuple[Any, dict[str, Any
         "memory_required": EASE.memory_required(n, "float32", backend, X.nnz) + input_bytes(X),
     }
     out["inverse_phase_peak_over_memory_required"] = ratio(peaks.get("inverse"), out["memory_required"])
-    out.update({f"gram_{k}": v for k, v in (getattr(backend, "gram_stats", {}) or {}).items()})
+    out.update({f"gram_{k}": v for k, v in (getattr(model.backend_, "gram_stats", {}) or {}).items()})
     return model, out
 
 
@@ -565,7 +566,7 @@ def gpu_steps(run: Run, gpu: Device, sizes: Sizes, batch_size: int | None) -> No
 
     def fit_large() -> None:
         X = logs.get(sizes.large)
-        model, exact = fit(gpu, X, gpu.exact)
+        model, exact = fit(gpu, X)
         summary["gram_1m_100k_s"] = exact["fit_timings"]["gram"]
         summary["fit_100k_fp32_s"] = exact["fit_s"]
         summary["max_items_fitted"] = summary["max_items_fitted"] or sizes.large
@@ -581,7 +582,7 @@ def gpu_steps(run: Run, gpu: Device, sizes: Sizes, batch_size: int | None) -> No
         details["fit_large_exact"] = exact
         del model
         gpu.reset_pool()
-        model, tf32 = fit(gpu, X, gpu.tf32)
+        model, tf32 = fit(gpu, X, tf32=True)
         summary["fit_100k_tf32_s"] = tf32["fit_s"]
         tf32_ids, tf32["top10_s"] = top10(gpu, model, X)
         summary["tf32_top10_agreement"] = round(agreement(ids, tf32_ids), 4)
@@ -604,7 +605,7 @@ def gpu_steps(run: Run, gpu: Device, sizes: Sizes, batch_size: int | None) -> No
         summary["job_1m_20k_cold_s"] = cold["job_s"]
         log(f"    cold (fresh process, empty kernel cache): {json.dumps(cold)}")
         for attempt in ("warm-up", "warm"):
-            model, warm = fit(gpu, X, gpu.exact)
+            model, warm = fit(gpu, X)
             _ids, warm["top10_s"] = top10(gpu, model, X)
             del model
             gpu.reset_pool()
@@ -614,7 +615,11 @@ def gpu_steps(run: Run, gpu: Device, sizes: Sizes, batch_size: int | None) -> No
         summary["job_1m_20k_warm_s"] = round(warm["fit_s"] + warm["top10_s"], 3)
 
     def largest() -> None:
-        n = predicted
+        now = largest_try(
+            gpu.exact.free_memory(), gpu.exact, sizes.users * DRAWS_PER_USER, sizes.users, sizes.round_to
+        )
+        n = min(predicted, now)
+        details["largest_at_step"] = {"items_free_now": now, "tried": n}
         if n <= sizes.large:
             log(f"    skipped: {n:,} items is the most that fits")
             return
@@ -623,7 +628,7 @@ def gpu_steps(run: Run, gpu: Device, sizes: Sizes, batch_size: int | None) -> No
             raise TimeoutError(f"{n:,} items would take about {guard:.0f} s; {run.left():.0f} s are left")
         log(f"    TF32 fit of {n:,} items (predicted from {free:,} free bytes; guard {guard:.0f} s)")
         X = logs.get(n, keep=False)
-        _model, big = fit(gpu, X, gpu.tf32)
+        _model, big = fit(gpu, X, tf32=True)
         summary["max_items_fitted"] = n
         details["fit_max_tf32"] = big
         log(f"    {json.dumps(big)}")
@@ -631,7 +636,7 @@ def gpu_steps(run: Run, gpu: Device, sizes: Sizes, batch_size: int | None) -> No
     def fit_mid() -> None:
         X = logs.get(sizes.large)[:, : sizes.mid]
         X = X[np.diff(X.indptr) > 0]
-        _model, mid = fit(gpu, X, gpu.exact)
+        _model, mid = fit(gpu, X)
         summary["fit_50k_s"] = mid["fit_s"]
         summary["fit_50k_peak_over_n2"] = mid["inverse_phase_peak_over_n2"]
         details["fit_mid"] = mid

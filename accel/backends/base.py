@@ -83,6 +83,14 @@ class Backend(ABC):
         positive definite.
         """
 
+    def with_math_mode(self, math_mode: str) -> Backend:
+        """This backend with :meth:`spd_inverse_inplace`'s matrix products in ``math_mode``.
+
+        ``"tf32"`` asks for TF32 tensor cores where the device has them; a backend without
+        them (the NumPy one) computes exactly and returns itself.
+        """
+        return self
+
     @abstractmethod
     def ease_weights_inplace(self, P: Array) -> Array:
         """Turn ``P = (G + λI)⁻¹`` into ``B = I − P·diag(1/diag(P))`` in place (``diag(B) = 0``)."""

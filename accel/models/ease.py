@@ -61,21 +61,37 @@ class EASE(Recommender):
         ``"auto"`` (CuPy when a GPU is usable, else NumPy), ``"numpy"`` or ``"cupy"``.
     dtype:
         ``"float32"`` (default; half the memory) or ``"float64"``.
+    tf32:
+        Off by default. ``True`` runs the matrix products of the GPU inverse (cuBLAS trsm,
+        syrk and GEMM) on TF32 tensor cores: about 2× faster on an H100 at 100k items,
+        with a relative error of the inverse of 2e-4 to 5e-4 (exact float32: ~1e-6), so
+        near-tied items may swap places in a top-k. The CPU backend has no TF32 and
+        computes exactly either way.
     """
 
-    def __init__(self, l2: float = 500.0, backend: str | Backend = "auto", dtype: str = "float32") -> None:
+    def __init__(
+        self, l2: float = 500.0, backend: str | Backend = "auto", dtype: str = "float32", tf32: bool = False
+    ) -> None:
         super().__init__(backend=backend, dtype=dtype)
         self.l2 = l2
+        self.tf32 = tf32
 
     def _check_params(self) -> None:
         check_nonnegative("l2", self.l2)
+        if not isinstance(self.tf32, (bool, np.bool_)):
+            raise InputError(f"tf32 must be True or False, got {self.tf32!r}")
 
     @staticmethod
     def memory_required(
         n_items: int, dtype: str = "float32", backend: str | Backend = "numpy", n_interactions: int = 0
     ) -> int:
-        """Peak bytes an ``n_items`` fit of ``n_interactions`` needs beyond the input matrix (and its
-        transpose): one n² buffer plus the backend's workspace."""
+        """The least memory an ``n_items`` fit of ``n_interactions`` needs beyond the input matrix (and
+        its transpose): one n² buffer plus the backend's smallest workspace, in bytes.
+
+        A fit is refused when less than this (plus the input) is free. On a GPU the Gram step
+        grows its blocks into whatever else is free, so its memory pool may hold more than
+        this during the Gram; the inverse then needs only this.
+        """
         itemsize = check_dtype(dtype).itemsize
         workspace = get_backend(backend).workspace_bytes(int(n_items), itemsize, int(n_interactions))
         return int(n_items) ** 2 * itemsize + workspace
@@ -95,6 +111,8 @@ class EASE(Recommender):
             )
 
     def _fit(self, X: sp.csr_matrix, show_progress: bool) -> None:
+        if self.tf32:
+            self.backend_ = self.backend_.with_math_mode("tf32")
         backend = self.backend_
         self._check_memory(X)
         with _FitSteps(backend, 3, show_progress) as steps:
@@ -118,6 +136,8 @@ class EASE(Recommender):
         self.dtype_ = check_dtype(self.dtype)
         self._check_params()
         self.backend_ = get_backend(self.backend)
+        if self.tf32:
+            self.backend_ = self.backend_.with_math_mode("tf32")
         shape = getattr(G, "shape", None)
         if shape is None or len(shape) != 2 or shape[0] != shape[1] or shape[0] == 0:
             raise InputError(f"G must be a non-empty square matrix (items × items), got shape {shape}")
@@ -208,7 +228,9 @@ class EASE(Recommender):
         served by the sparse top-k, on CPUs or Dask workers without the n² matrix.
         """
         self._check_fitted()
-        pruned = PrunedEASE(l2=self.l2, density=density, backend=self.backend, dtype=self.dtype)
+        pruned = PrunedEASE(
+            l2=self.l2, density=density, backend=self.backend, dtype=self.dtype, tf32=self.tf32
+        )
         pruned._check_params()
         pruned.dtype_, pruned.backend_, pruned.n_items_ = self.dtype_, self.backend_, self.n_items_
         pruned._set_weights(prune_columns(self.B_, density, self.backend_))
@@ -269,7 +291,7 @@ class PrunedEASE(SparseItemItem):
 
     Parameters
     ----------
-    l2, backend, dtype:
+    l2, backend, dtype, tf32:
         As for :class:`EASE`.
     density:
         The share of each column of ``B`` kept, in (0, 1]; 0.05 keeps 5%.
@@ -281,17 +303,19 @@ class PrunedEASE(SparseItemItem):
         density: float = 0.05,
         backend: str | Backend = "auto",
         dtype: str = "float32",
+        tf32: bool = False,
     ) -> None:
         super().__init__(backend=backend, dtype=dtype)
         self.l2 = l2
         self.density = density
+        self.tf32 = tf32
 
     def _check_params(self) -> None:
         check_nonnegative("l2", self.l2)
         check_density(self.density)
 
     def _fit(self, X: sp.csr_matrix, show_progress: bool) -> None:
-        dense = EASE(l2=self.l2, backend=self.backend_, dtype=self.dtype)
+        dense = EASE(l2=self.l2, backend=self.backend_, dtype=self.dtype, tf32=self.tf32)
         dense.fit(X, show_progress=show_progress)
         self._set_weights(prune_columns(dense.B_, self.density, self.backend_))
         self.fit_timings_ = dense.fit_timings_

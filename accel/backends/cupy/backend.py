@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 from typing import Any, Literal
 
@@ -98,6 +99,17 @@ class CupyBackend(Backend):
         self.pool_peaks: dict[str, int] = {}
         #: The last Gram's blocks, out-of-memory retries and the pool's bytes per scalar product.
         self.gram_stats: dict[str, Any] = {}
+
+    def with_math_mode(self, math_mode: str) -> CupyBackend:
+        """This backend (same device and settings) with the inverse's cuBLAS steps in ``math_mode``."""
+        if math_mode not in MATH_MODES:
+            raise ValueError(f"math_mode must be 'exact' or 'tf32', got {math_mode!r}")
+        if math_mode == self.math_mode:
+            return self
+        other = copy.copy(self)
+        other.math_mode = math_mode  # type: ignore[assignment]
+        other.pool_peaks, other.gram_stats = {}, {}
+        return other
 
     @property
     def device_id(self) -> int:

@@ -5,9 +5,9 @@
 # scripts/gpu_check.py, each guarded, and writes OUT_DIR/summary.json, summary.md and the whole log
 # (gpu_check.log) after every step. Without a usable CUDA device it runs the CPU-side tests, writes
 # nothing and exits 0. The budget (default 540 s) counts from this script's start.
-# Wheels in .whl/ (what ../shared/tools/device-wheels.sh fetches: similaripy, Dask and its needs)
-# are installed into /tmp/site first; numba and llvmlite wheels are never installed over the
-# image's own; a failed install is reported and the run goes on. ACCEL_NO_WHEELS=1 skips it.
+# Wheels in .whl/ (similaripy, Dask and its needs, for an image without them) are installed into
+# /tmp/site first; numba and llvmlite wheels are never installed over the image's own; a failed
+# install is reported and the run goes on. ACCEL_NO_WHEELS=1 skips it.
 set -uo pipefail
 export ACCEL_GPU_CHECK_START=${ACCEL_GPU_CHECK_START:-$(date +%s.%N)}
 cd "$(dirname "$0")/.." || exit 1

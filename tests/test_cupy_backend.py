@@ -95,22 +95,30 @@ def test_gram_with_unused_items(cupy: Any) -> None:
     np.testing.assert_array_equal(backend.to_host(out), dense.T @ dense)
 
 
-def test_gram_is_one_block_when_memory_allows(backend: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def gram_through(backend: Any, monkeypatch: pytest.MonkeyPatch, wrap: Any, X: sp.csr_matrix) -> tuple:
+    """``backend.gram(X)`` with cupyx's SpGEMM replaced by ``wrap(spgemm)``: G (host) and XᵀX in float64."""
     import cupyx.cusparse
 
-    calls = []
-    spgemm = cupyx.cusparse.spgemm
-
-    def counted(a: Any, b: Any, alpha: float = 1) -> Any:
-        calls.append(a.shape[0])
-        return spgemm(a, b, alpha)
-
-    monkeypatch.setattr(cupyx.cusparse, "spgemm", counted)
-    X = random_interactions(3000, 400, 0.05, seed=8)
-    out = backend.empty((400, 400), np.dtype(np.float32))
+    monkeypatch.setattr(cupyx.cusparse, "spgemm", wrap(cupyx.cusparse.spgemm))
+    n = X.shape[1]
+    out = backend.empty((n, n), np.dtype(np.float32))
     backend.gram(backend.sparse_to_device(X, np.dtype(np.float32)), out)
     dense = X.toarray().astype(np.float64)
-    np.testing.assert_array_equal(backend.to_host(out), dense.T @ dense)
+    return backend.to_host(out), dense.T @ dense
+
+
+def test_gram_is_one_block_when_memory_allows(backend: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+
+    def counted(spgemm: Any) -> Any:
+        def run(a: Any, b: Any, alpha: float = 1) -> Any:
+            calls.append(a.shape[0])
+            return spgemm(a, b, alpha)
+
+        return run
+
+    got, want = gram_through(backend, monkeypatch, counted, random_interactions(3000, 400, 0.05, seed=8))
+    np.testing.assert_array_equal(got, want)
     assert calls == [400]  # blocks are sized from free memory, not from a share of n²
 
 
@@ -134,44 +142,36 @@ def test_column_stats_of_long_rows(backend: Any) -> None:
 
 
 def test_gram_row_sums_catch_a_lost_off_diagonal_entry(backend: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    import cupyx.cusparse
+    def lossy(spgemm: Any) -> Any:
+        def run(a: Any, b: Any, alpha: float = 1) -> Any:
+            product = spgemm(a, b, alpha).tocoo()
+            product.data[int((product.row != product.col).argmax())] = 0  # one block: rows are items
+            return product.tocsr()
 
-    spgemm = cupyx.cusparse.spgemm
+        return run
 
-    def lossy(a: Any, b: Any, alpha: float = 1) -> Any:
-        product = spgemm(a, b, alpha).tocoo()
-        off = int((product.row != product.col).argmax())  # block-local rows: any one entry will do
-        product.data[off] = 0
-        return product.tocsr()
-
-    monkeypatch.setattr(cupyx.cusparse, "spgemm", lossy)
-    X = random_interactions(200, 30, 0.2, seed=9)
-    out = backend.empty((30, 30), np.dtype(np.float32))
     with pytest.raises(RuntimeError, match="row sums"):
-        backend.gram(backend.sparse_to_device(X, np.dtype(np.float32)), out)
+        gram_through(backend, monkeypatch, lossy, random_interactions(200, 30, 0.2, seed=9))
 
 
 def test_gram_block_out_of_memory_is_halved_and_retried(
     backend: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import cupy
-    import cupyx.cusparse
 
-    spgemm = cupyx.cusparse.spgemm
     sizes: list[int] = []
 
-    def tight(a: Any, b: Any, alpha: float = 1) -> Any:
-        sizes.append(a.shape[0])
-        if a.shape[0] > 25:
-            raise cupy.cuda.memory.OutOfMemoryError(1 << 40, 0, 0)
-        return spgemm(a, b, alpha)
+    def tight(spgemm: Any) -> Any:
+        def run(a: Any, b: Any, alpha: float = 1) -> Any:
+            sizes.append(a.shape[0])
+            if a.shape[0] > 25:
+                raise cupy.cuda.memory.OutOfMemoryError(1 << 40, 0, 0)
+            return spgemm(a, b, alpha)
 
-    monkeypatch.setattr(cupyx.cusparse, "spgemm", tight)
-    X = random_interactions(500, 100, 0.1, seed=10)
-    out = backend.empty((100, 100), np.dtype(np.float32))
-    backend.gram(backend.sparse_to_device(X, np.dtype(np.float32)), out)
-    dense = X.toarray().astype(np.float64)
-    np.testing.assert_array_equal(backend.to_host(out), dense.T @ dense)
+        return run
+
+    got, want = gram_through(backend, monkeypatch, tight, random_interactions(500, 100, 0.1, seed=10))
+    np.testing.assert_array_equal(got, want)
     assert sizes[0] == 100 and backend.gram_stats["retries"] >= 2
     assert backend.gram_stats["blocks"] == len(backend.gram_stats["bytes_per_product"]) >= 4
 

@@ -27,6 +27,7 @@ script says why and exits 0.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import os
@@ -260,6 +261,9 @@ class Device:
 
     def __init__(self, host: bool = False) -> None:
         self.host = host
+        self.exact: Any
+        self.tf32: Any
+        self.tf32_blocked: Any
         if host:
             from accel.backends.numpy_backend import NumpyBackend
 
@@ -332,7 +336,7 @@ def inverse_check(gpu: Device, n: int, modes: tuple[str, ...] = ("exact", "tf32"
         A = backend.empty((n, n), np.dtype(np.float32))
         xp.matmul(U_dev, U_dev.T, out=A)
         backend.add_to_diagonal(A, d.astype(np.float32))
-        _, seconds = gpu.timed(lambda A=A, backend=backend: backend.spd_inverse_inplace(A))
+        _, seconds = gpu.timed(functools.partial(backend.spd_inverse_inplace, A))
         got = backend.to_host(A[backend.to_device(rows)]).astype(np.float64)
         result[f"{mode}_s"] = round(seconds, 3)
         result[f"{mode}_rel_error"] = float(np.abs(got - want).max() / np.abs(want).max())

@@ -557,16 +557,24 @@ def gpu_steps(run: Run, gpu: Device, sizes: Sizes, batch_size: int | None) -> No
 
     def inverse() -> None:
         half = predicted // 2 // sizes.round_to * sizes.round_to
-        ns = sorted({*sizes.inverse, *([half] if half > max(sizes.inverse) else [])})
+        ns = sorted({*(n for n in sizes.inverse if n <= predicted), half})
         details["inverse"] = []
+        failed = []
         for n in ns:
             modes = ("exact", "tf32", "tf32_blocked") if n == sizes.mid else ("exact", "tf32")
             if run.left() < 10 + 3 * tf32_fit_seconds(n):
                 log(f"    {n:,}: skipped, too little time left")
                 continue
-            row = inverse_check(gpu, n, modes)
+            try:
+                row = inverse_check(gpu, n, modes)
+            except Exception as exc:  # one size failing (out of memory) leaves the others
+                row = {"n": n, "error": f"{type(exc).__name__}: {exc}"[:2000]}
+                failed.append(n)
+            gpu.reset_pool()
             details["inverse"].append(row)
             log(f"    {json.dumps(row)}")
+        if failed:
+            raise RuntimeError(f"the inverse failed at {', '.join(f'{n:,}' for n in failed)} items")
 
     def fit_large() -> None:
         X = logs.get(sizes.large)
@@ -677,6 +685,8 @@ def write_results(out: Path, summary: dict[str, Any], details: dict[str, Any]) -
     if details.get("inverse"):
         lines += ["", "| n | mode | seconds | rel. error |", "|---|---|---|---|"]
         for r in details["inverse"]:
+            if "error" in r:
+                lines.append(f"| {r['n']:,} | failed | {r['error'].splitlines()[0]} | |")
             for mode in ("exact", "tf32", "tf32_blocked"):
                 if f"{mode}_s" in r:
                     lines.append(f"| {r['n']:,} | {mode} | {r[f'{mode}_s']} | {r[f'{mode}_rel_error']:.1e} |")

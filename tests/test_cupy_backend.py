@@ -226,10 +226,13 @@ def test_spd_inverse_uses_cusolver_xpotrf(backend: Any) -> None:
     assert backend.cholesky_impl.startswith("cusolverDnXpotrf"), backend.cholesky_impl
 
 
-def test_spd_inverse_tf32(cupy: Any) -> None:
+@pytest.mark.parametrize("cholesky", ["auto", "blocked"])
+def test_spd_inverse_tf32(cupy: Any, cholesky: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from accel.backends.cupy import inverse
     from accel.backends.cupy.backend import CupyBackend
 
-    backend = CupyBackend(block_size=128, math_mode="tf32")
+    monkeypatch.setattr(inverse, "TF32_SYRK_PANEL", 200)  # the blocked trailing updates in 3 panels
+    backend = CupyBackend(block_size=128, math_mode="tf32", cholesky=cholesky)
     A = spd_matrix(600, seed=4)
     dev = backend.to_device(A.astype(np.float32))
     backend.spd_inverse_inplace(dev)

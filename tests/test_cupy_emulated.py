@@ -312,6 +312,20 @@ def test_tf32_mode_is_set_during_the_calls_only() -> None:
     assert state["math_mode"] == DEFAULT_MATH
 
 
+@pytest.mark.parametrize("panel", [4096, 37])
+def test_tf32_trailing_updates_run_as_gemms(monkeypatch: pytest.MonkeyPatch, panel: int) -> None:
+    """The blocked Cholesky's lower SYRK as GEMMs on column panels (odd widths): still the inverse."""
+    from accel.backends.cupy import inverse
+
+    monkeypatch.setattr(inverse, "TF32_SYRK_PANEL", panel)
+    A, got, state = run_inverse(203, 48, np.float32, whole_potrf=False, math_mode="tf32")
+    want = np.linalg.inv(A)
+    assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+    assert "syrk" not in state["calls"] and "potrf" in state["calls"]
+    _A, _got, exact = run_inverse(203, 48, np.float32, whole_potrf=False)
+    assert "syrk" in exact["calls"]  # exact mode keeps cuBLAS's SYRK
+
+
 def test_not_positive_definite_through_emulated_libraries() -> None:
     device = Device()
     cublas, cusolver, _state = make_libraries(device)

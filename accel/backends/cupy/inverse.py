@@ -25,6 +25,8 @@ MathMode = Literal["exact", "tf32"]
 MATH_MODES: tuple[MathMode, ...] = ("exact", "tf32")
 #: CUBLAS_TF32_TENSOR_OP_MATH (cublas_api.h); CuPy binds only the older CUBLAS_TENSOR_OP_MATH.
 _CUBLAS_TF32_TENSOR_OP_MATH = 3
+#: Columns per GEMM when a TF32 trailing update (lower SYRK) runs as GEMMs on column panels.
+TF32_SYRK_PANEL = 4096
 
 
 class CupyExecutor:
@@ -32,7 +34,10 @@ class CupyExecutor:
 
     ``xp`` is CuPy; ``cublas``/``cusolver`` default to CuPy's bindings (tests pass emulations).
     ``xpotrf`` factorises the whole matrix when given; otherwise the legacy 32-bit
-    ``potrf`` runs on the diagonal blocks of the blocked Cholesky.
+    ``potrf`` runs on the diagonal blocks of the blocked Cholesky. In TF32 mode the blocked
+    Cholesky's trailing updates run as GEMMs (TF32 tensor cores are documented for GEMM),
+    one per column panel of the lower triangle; each also writes the strict upper part of
+    its panel's diagonal block, which no later step reads.
     """
 
     def __init__(
@@ -58,6 +63,7 @@ class CupyExecutor:
         self._uplo = {"L": cublas.CUBLAS_FILL_MODE_LOWER, "U": cublas.CUBLAS_FILL_MODE_UPPER}
         self._trans = {"N": cublas.CUBLAS_OP_N, "T": cublas.CUBLAS_OP_T}
         self._math = {"exact": cublas.CUBLAS_DEFAULT_MATH, "tf32": _CUBLAS_TF32_TENSOR_OP_MATH}
+        self._math_mode: MathMode = "exact"
 
     def _scalar(self, value: float) -> np.ndarray:
         return np.array(value, dtype=self.dtype)
@@ -141,6 +147,9 @@ class CupyExecutor:
     def syrk(
         self, uplo: str, trans: str, n: int, k: int, alpha: float, a: blocked.Ref, beta: float, c: blocked.Ref
     ) -> None:
+        if self._math_mode == "tf32" and (uplo, trans) == ("L", "N"):
+            self._lower_syrk_by_gemm(n, k, alpha, a, beta, c)
+            return
         alpha_host, beta_host = self._scalar(alpha), self._scalar(beta)
         self._syrk(
             self._blas_handle,
@@ -156,6 +165,16 @@ class CupyExecutor:
             c.ld,
         )
 
+    def _lower_syrk_by_gemm(
+        self, n: int, k: int, alpha: float, a: blocked.Ref, beta: float, c: blocked.Ref
+    ) -> None:
+        """``C[j:, j:j+w] ← alpha · A[j:] · A[j:j+w]ᵀ + beta · C[j:, j:j+w]`` for each panel of columns j."""
+        for j in range(0, n, TF32_SYRK_PANEL):
+            w = min(TF32_SYRK_PANEL, n - j)
+            rows = blocked.Ref(a.buf, a.off + j, a.ld)
+            target = blocked.Ref(c.buf, c.off + j + j * c.ld, c.ld)
+            self.gemm("N", "T", n - j, w, k, alpha, rows, rows, beta, target)
+
     @contextlib.contextmanager
     def cublas_modes(self, math_mode: MathMode) -> Iterator[None]:
         """Host pointer mode and the requested math mode on CuPy's cuBLAS handle, restored afterwards."""
@@ -163,9 +182,11 @@ class CupyExecutor:
         pointer_mode, math = cublas.getPointerMode(handle), cublas.getMathMode(handle)
         cublas.setPointerMode(handle, cublas.CUBLAS_POINTER_MODE_HOST)
         cublas.setMathMode(handle, self._math[math_mode])
+        self._math_mode = math_mode
         try:
             yield
         finally:
+            self._math_mode = "exact"
             cublas.setMathMode(handle, math)
             cublas.setPointerMode(handle, pointer_mode)
 

@@ -61,7 +61,7 @@ class CupyBackend(Backend):
         cuBLAS steps of the inverse (≈2× faster on an H100, relative error ~1e-4).
     cholesky:
         ``"auto"`` (cuSOLVER's 64-bit ``Xpotrf`` when it loads, else blocked), ``"cusolver"``
-        (require ``Xpotrf``) or ``"blocked"`` (small potrf + trsm + syrk; TF32 applies).
+        (require ``Xpotrf``) or ``"blocked"`` (small potrf + trsm + syrk, the syrk as GEMMs in TF32).
     gram_block_size:
         Most item rows per Gram block (default: as many as free memory allows).
     """

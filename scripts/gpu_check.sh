@@ -14,6 +14,7 @@ cd "$(dirname "$0")/.." || exit 1
 python=${PYTHON:-python3}
 ACCEL_GPU_CHECK_LOG=$(mktemp "${TMPDIR:-/tmp}/gpu_check.XXXXXX.log") || exit 1
 export ACCEL_GPU_CHECK_LOG
+trap 'rm -f "$ACCEL_GPU_CHECK_LOG"' EXIT  # gpu_check.py copies it into OUT_DIR after every step
 exec > >(tee -a "$ACCEL_GPU_CHECK_LOG") 2>&1
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 if [ "${ACCEL_NO_WHEELS:-0}" != 1 ] && compgen -G ".whl/*.whl" > /dev/null; then

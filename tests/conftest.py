@@ -45,3 +45,14 @@ def ml100k_X(ml100k_dir: Path) -> sp.csr_matrix:
     X = sp.csr_matrix((np.ones(len(users), dtype=np.float32), (users, items)))
     X.data[:] = 1.0
     return X
+
+
+def dense_scores(model, X: sp.csr_matrix) -> np.ndarray:
+    """Dense scores of every row of ``X`` from the model's scoring form, summed in the model's dtype
+    (as the top-k sums them) and returned as float64: the reference a full sort ranks."""
+    X = sp.csr_matrix(X, dtype=model.dtype_)
+    if model.scoring == "dense":
+        W = np.asarray(model.backend_.to_host(model._dense_weights()))
+        return np.asarray(X @ W, dtype=np.float64)
+    A, W = model._sparse_factors(X, None, None)
+    return (sp.csr_matrix(A) @ sp.csr_matrix(W)).toarray().astype(np.float64)

@@ -10,7 +10,6 @@ import pytest
 from accel import InputError
 from accel.bench import ModelSpec, default_specs, load_tuned_params, run_benchmark, run_sweep, synthetic
 from accel.bench.datasets import holdout_split
-from accel.bench.models import dask_available
 from accel.bench.report import COLUMNS
 from accel.bench.runner import run_models
 from accel.cli import main
@@ -111,10 +110,9 @@ def test_cli_bench_writes_report_with_sweep_plots(tmp_path, capsys) -> None:
     assert code == 0, capsys.readouterr().err
     payload = json.loads((out / "results.json").read_text())
     assert {r["model"] for r in payload["results"]} >= {"EASE (numpy)", "TopPopular", "ItemKNN cosine"}
-    if dask_available():
-        dask_row = next(r for r in payload["results"] if r["model"] == "EASE (Dask-scored)")
-        ease_row = next(r for r in payload["results"] if r["model"] == "EASE (numpy)")
-        assert dask_row["status"] == "ok" and dask_row["ndcg@10"] == pytest.approx(ease_row["ndcg@10"])
+    dask_row = next(r for r in payload["results"] if r["model"] == "EASE (Dask-scored)")
+    ease_row = next(r for r in payload["results"] if r["model"] == "EASE (numpy)")
+    assert dask_row["status"] == "ok" and dask_row["ndcg@10"] == pytest.approx(ease_row["ndcg@10"])
     assert {r["catalogue_items"] for r in payload["sweep"]} == {100, 150}
     for name in ("results.md", "sweep_time.png", "sweep_memory.png", "accuracy_vs_fit_time.png"):
         assert (out / name).stat().st_size > 0

@@ -22,8 +22,9 @@ from tqdm.auto import tqdm
 from accel.data.splits import ChronologicalSplits, Split
 from accel.errors import InputError
 from accel.metrics import METRICS, evaluate_split
-from accel.models.base import Range, Recommender, registered
+from accel.models.base import Recommender
 from accel.models.knn import SIMILARITIES
+from accel.models.registry import Range, registered
 from accel.validation import check_positive_int
 
 SEARCHES = ("grid", "random", "optuna")

@@ -56,3 +56,14 @@ def dense_scores(model, X: sp.csr_matrix) -> np.ndarray:
         return np.asarray(X @ W, dtype=np.float64)
     A, W = model._sparse_factors(X, None, None)
     return (sp.csr_matrix(A) @ sp.csr_matrix(W)).toarray().astype(np.float64)
+
+
+def dense_reference(scores: np.ndarray, k: int, blocked: np.ndarray, positive: bool = True):
+    """Top-k of a dense score matrix by a stable full sort: unblocked entries only (positive ones
+    too, the sparse contract); ties to the lower column; padded with -1 / -inf."""
+    drop = blocked | (scores <= 0) if positive else blocked
+    scores = np.where(drop, -np.inf, scores)
+    ids = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    values = np.take_along_axis(scores, ids, axis=1)
+    ids[np.isneginf(values)] = -1
+    return ids, values

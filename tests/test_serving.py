@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from conftest import dense_scores, random_interactions
+from conftest import dense_reference, dense_scores, random_interactions
 
 from accel import EASE, InputError, ItemKNN, PrunedEASE, TopPopular, UserKNN, load_model
 from accel.backends import fused_topk, get_backend
@@ -24,17 +24,6 @@ def check_equal(ids, scores, ref_ids, ref_scores) -> None:
 @pytest.fixture
 def X() -> sp.csr_matrix:
     return random_interactions(300, 80, 0.06, seed=11)
-
-
-def dense_reference(scores: np.ndarray, k: int, blocked: np.ndarray, positive: bool = True):
-    """Top-k of a dense score matrix by a stable full sort: unblocked entries only (positive ones
-    too, the sparse contract); ties to the lower column; padded with -1 / -inf."""
-    drop = blocked | (scores <= 0) if positive else blocked
-    scores = np.where(drop, -np.inf, scores)
-    ids = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    values = np.take_along_axis(scores, ids, axis=1)
-    ids[np.isneginf(values)] = -1
-    return ids, values
 
 
 def tied_factors(dtype=np.float32, n_rows=200, n_items=40):

@@ -10,8 +10,9 @@ from typing import Any
 
 from accel.backends import available_backends
 from accel.errors import InputError
-from accel.models.base import Recommender, model_class, registered
+from accel.models.base import Recommender
 from accel.models.knn import SIMILARITIES, check_knn_params
+from accel.models.registry import model_class, registered
 
 
 @dataclass

@@ -13,7 +13,7 @@ import inspect
 from typing import Any
 
 from accel.errors import InputError
-from accel.models.base import Recommender, model_class, registered
+from accel.models.base import Recommender
 from accel.models.ease import DEFAULT_L2
 from accel.models.knn import (
     METHOD_PARAMS,
@@ -24,6 +24,7 @@ from accel.models.knn import (
     ItemKNN,
     check_knn_params,
 )
+from accel.models.registry import model_class, registered
 
 __all__ = ["DEFAULT_L2", "add_model_args", "model_from_args"]
 

@@ -3,7 +3,7 @@
 A model is a :class:`Recommender` subclass with its parameters in ``__init__``
 (stored under the same names) and, as class attributes and methods:
 
-* ``entry`` — its :class:`Entry` in the registry: the command-line name, the
+* ``entry`` — its :class:`~accel.models.registry.Entry` in the registry: the command-line name, the
   benchmark's default parameters and the tuning search space. The command line,
   the benchmarks, tuning and :func:`load_model` all learn models from the registry;
   a class without an ``entry`` is still loadable but not offered by name.
@@ -28,10 +28,8 @@ from __future__ import annotations
 import inspect
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -40,6 +38,7 @@ from accel import model_folder
 from accel.backends import Backend, get_backend
 from accel.errors import InputError, NotFittedError
 from accel.model_folder import SavedModel
+from accel.models.registry import CLASSES, Entry
 from accel.serving import popular, topk
 from accel.serving.filters import CandidateFilters
 from accel.validation import as_binary_csr, binary_matrix, check_dtype, storable_ids
@@ -53,42 +52,11 @@ UnknownUsers = Literal["popular", "skip", "error"]
 DType = Literal["float32", "float64"]
 
 
-class Range(NamedTuple):
-    """One parameter's tuning range: ``low`` to ``high``, on a log scale or not, integers or not."""
-
-    low: float
-    high: float
-    log: bool = False
-    integer: bool = False
-
-
-@dataclass(frozen=True)
-class Entry:
-    """A model's registry entry: how the command line, the benchmarks and tuning know it.
-
-    ``variants`` are the benchmark's rows of this model, by label suffix (``""``:
-    the model alone), each with its default parameters; ``spaces`` the tuning
-    search space of each variant (a variant without one is not tuned).
-    ``per_backend`` benchmarks the model on every usable backend; ``dask_row``
-    adds a row scored through :mod:`accel.distributed`; ``benched`` puts the
-    model in the default benchmark at all.
-    """
-
-    name: str
-    variants: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: {"": {}})
-    spaces: Mapping[str, Mapping[str, Range]] = field(default_factory=dict)
-    per_backend: bool = False
-    dask_row: bool = False
-    benched: bool = True
-    #: Where the model's rows come in the benchmark (lower first).
-    bench_order: int = 100
-
-
 class Recommender(ABC):
     """Base class: parameters in ``__init__``, learned state in attributes ending in ``_``."""
 
     #: Every concrete model class by class name (what :func:`load_model` reads).
-    _registry: ClassVar[dict[str, type[Recommender]]] = {}
+    _registry: ClassVar[dict[str, type[Recommender]]] = CLASSES
     entry: ClassVar[Entry | None] = None
     scoring: ClassVar[topk.Scoring] = "dense"
 
@@ -408,20 +376,6 @@ class Recommender(ABC):
 def clone(model: M) -> M:
     """A new, unfitted model with the same parameters (as scikit-learn's ``clone``)."""
     return type(model)(**model.get_params())
-
-
-def registered() -> dict[str, type[Recommender]]:
-    """The models the command line, the benchmarks and tuning offer, by command-line name."""
-    return {cls.entry.name: cls for cls in Recommender._registry.values() if cls.entry is not None}
-
-
-def model_class(name: str) -> type[Recommender]:
-    """The registered model class of command-line name or class name ``name``."""
-    models = registered()
-    by_class = {cls.__name__: cls for cls in models.values()}
-    if name in models or name in by_class:
-        return models.get(name) or by_class[name]
-    raise InputError(f"unknown model class {name!r}; choose one of {', '.join(models)}")
 
 
 def check_model_destination(path: str | os.PathLike[str]) -> Path:

@@ -11,8 +11,9 @@ from tqdm.auto import tqdm
 
 from accel.backends import Backend, get_backend
 from accel.errors import InputError, InsufficientMemoryError
-from accel.models.base import DType, Entry, Range, Recommender
+from accel.models.base import DType, Recommender
 from accel.models.item_item import SparseItemItem
+from accel.models.registry import Entry, Range
 from accel.validation import check_dtype, check_nonnegative, storable_ids
 
 #: Columns of B pruned at a time (the block's |values| and ranking are temporaries).

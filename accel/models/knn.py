@@ -28,8 +28,9 @@ import similaripy
 
 from accel.backends import Backend
 from accel.errors import InputError
-from accel.models.base import DType, Entry, Range, Recommender
+from accel.models.base import DType, Recommender
 from accel.models.item_item import SparseItemItem
+from accel.models.registry import Entry, Range
 from accel.validation import check_nonnegative, check_positive_int
 
 #: Each similaripy similarity and the parameters of its own that it takes

@@ -8,7 +8,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from accel.backends import Backend
-from accel.models.base import DType, Entry, Recommender
+from accel.models.base import DType, Recommender
+from accel.models.registry import Entry
 from accel.serving.popular import popularity_factors, popularity_ranking
 
 

@@ -15,7 +15,9 @@ A model is a :class:`Recommender` subclass with its parameters in ``__init__``
   in ``_``. It runs on a fresh copy of the model that replaces the learned state
   only when the fit succeeds, so it may fail at any point.
 * ``_item_scores(item)`` — how similar every item is to ``item`` (for
-  ``similar_items``), or :class:`InputError` saying why the model has none.
+  ``similar_items``), or :class:`InputError` saying why the model has none;
+  ``_item_vectors(items, top)`` — one row per item of what was learned about it
+  (for the item map; the default refuses).
 * ``_state()`` / ``_set_state(arrays)`` — the learned arrays by name, for the model
   folder (:mod:`accel.model_folder`) and the Dask workers.
 
@@ -117,6 +119,17 @@ class Recommender(ABC):
     @abstractmethod
     def _item_scores(self, item: int) -> Any:
         """Vector (backend or host) of how similar every item is to ``item``."""
+
+    def _item_vectors(self, items: np.ndarray, top: int | None = None) -> np.ndarray | sp.csr_matrix:
+        """One host row per item of ``items``: what the model learned about it (the item map's input).
+
+        ``top`` keeps only each row's ``top`` strongest entries, as a CSR. Models that
+        learn nothing per item raise :class:`InputError`.
+        """
+        raise InputError(
+            f"a {type(self).__name__} has no item-item weights to map: use EASE or ItemKNN "
+            "(UserKNN and TopPopular learn nothing per item)"
+        )
 
     @abstractmethod
     def _state(self) -> dict[str, Any]:
@@ -376,11 +389,6 @@ class Recommender(ABC):
 def clone(model: M) -> M:
     """A new, unfitted model with the same parameters (as scikit-learn's ``clone``)."""
     return type(model)(**model.get_params())
-
-
-def check_model_destination(path: str | os.PathLike[str]) -> Path:
-    """Raise :class:`InputError` unless a model can be saved to ``path`` (run it before fitting)."""
-    return model_folder.check_model_destination(path)
 
 
 def load_model(

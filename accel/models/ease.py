@@ -18,6 +18,8 @@ from accel.validation import check_dtype, check_nonnegative, storable_ids
 
 #: Columns of B pruned at a time (the block's |values| and ranking are temporaries).
 _PRUNE_COLUMNS = 256
+#: Bytes of B's columns brought to the host at a time for item vectors.
+_VECTOR_BYTES = 1 << 28
 #: The default L2 penalty λ (Steck's experiments use hundreds to thousands).
 DEFAULT_L2 = 500.0
 #: λ range searched by tuning (log scale).
@@ -203,6 +205,15 @@ class EASE(Recommender):
     def _item_scores(self, item: int) -> Any:
         return self.B_[item]
 
+    def _item_vectors(self, items: np.ndarray, top: int | None = None) -> np.ndarray | sp.csr_matrix:
+        # Column j of B: the weights of the items that lead to item j.
+        if top is None:
+            return np.asarray(self.backend_.to_host(self.B_[:, items])).T
+        block = max(
+            1, _VECTOR_BYTES // (self.B_.dtype.itemsize * self.n_items_)
+        )  # columns on the host at once
+        return strongest_in_columns(self.B_, top, self.backend_, items, block=block)
+
     def _state(self) -> dict[str, Any]:
         return {"B": self.B_}
 
@@ -299,6 +310,9 @@ class PrunedEASE(SparseItemItem):
     def _check_params(self) -> None:
         check_nonnegative("l2", self.l2)
         check_density(self.density)
+
+    def _item_vectors(self, items: np.ndarray, top: int | None = None) -> sp.csr_matrix:
+        return sp.csr_matrix(self.S_[:, items].T)  # B's columns, pruned: the items that lead to each item
 
     def _fit(self, X: sp.csr_matrix, show_progress: bool) -> None:
         dense = EASE(l2=self.l2, backend=self.backend_, dtype=self.dtype)

@@ -217,6 +217,9 @@ class ItemKNN(SparseItemItem, _KNN):
     def _fit(self, X: sp.csr_matrix, show_progress: bool) -> None:
         self._set_weights(self._similarity(X.T.tocsr(), X, show_progress))
 
+    def _item_vectors(self, items: np.ndarray, top: int | None = None) -> sp.csr_matrix:
+        return sp.csr_matrix(self.S_[items])  # each item's k nearest items
+
 
 class UserKNN(_KNN):
     """User-based KNN: each scored row's ``k`` nearest training users vote with their items.

@@ -14,7 +14,7 @@ import importlib.util
 import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -27,7 +27,8 @@ from accel.models.knn import SIMILARITIES
 from accel.models.registry import Range, registered
 from accel.validation import check_positive_int
 
-SEARCHES = ("grid", "random", "optuna")
+Search = Literal["grid", "random", "optuna"]
+SEARCHES: tuple[str, ...] = get_args(Search)
 #: Points per parameter in a grid search.
 GRID_POINTS = 3
 
@@ -130,7 +131,7 @@ def tune(
     *,
     ease: bool = True,
     similarities: Sequence[str] = SIMILARITIES,
-    search: str = "random",
+    search: Search = "random",
     n_trials: int = 10,
     metric: str = "ndcg@10",
     seed: int = 0,

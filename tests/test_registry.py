@@ -13,7 +13,7 @@ from accel.cli import main
 from accel.data import synthetic_interactions
 from accel.models.base import Recommender, load_model
 from accel.models.registry import CLASSES, Entry, Range, registered
-from accel.serving.popular import popularity_factors, popularity_ranking
+from accel.serving.popular_fallback import popularity_factors, popularity_ranking
 from accel.tuning import search_spaces
 
 

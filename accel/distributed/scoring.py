@@ -33,7 +33,7 @@ from accel.distributed.run_output import (
 from accel.errors import InputError
 from accel.models.base import Recommender, load_model
 from accel.serving.filters import CandidateFilters
-from accel.serving.popular import UNKNOWN_USERS
+from accel.serving.popular_fallback import UNKNOWN_USERS
 from accel.serving.table import long_table
 from accel.validation import as_binary_csr, check_choice, check_k, check_positive_int
 

@@ -41,7 +41,7 @@ from accel.backends import Backend, get_backend
 from accel.errors import InputError, NotFittedError
 from accel.model_folder import SavedModel
 from accel.models.registry import CLASSES, Entry
-from accel.serving import popular, topk
+from accel.serving import popular_fallback, topk
 from accel.serving.filters import CandidateFilters
 from accel.validation import as_binary_csr, binary_matrix, check_dtype, storable_ids
 
@@ -204,7 +204,10 @@ class Recommender(ABC):
         """The popular fallback's ranking of ``popularity_``, sorted once per fitted or loaded popularity."""
         cached = getattr(self, "_ranking_cache", None)
         if cached is None or cached[0] is not self.popularity_:
-            cached = self._ranking_cache = (self.popularity_, popular.popularity_ranking(self.popularity_))
+            cached = self._ranking_cache = (
+                self.popularity_,
+                popular_fallback.popularity_ranking(self.popularity_),
+            )
         return cached[1]
 
     # ---- serving (see accel.serving) ----------------------------------------------
@@ -260,12 +263,7 @@ class Recommender(ABC):
         ``"popular"`` gives them the training log's most interacted-with items within
         ``filters``; ``"skip"`` pads them; ``"error"`` raises :class:`InputError`.
         """
-        popular.fill_rows_without_items(self, empty, ids, scores, unknown_users, filters)
-
-    def default_batch_size(self) -> int:
-        """Rows per scoring batch that fit comfortably in the backend's free memory."""
-        self._check_fitted()
-        return topk.default_batch_size(self)
+        popular_fallback.fill_rows_without_items(self, empty, ids, scores, unknown_users, filters)
 
     def recommend_from_items(
         self,

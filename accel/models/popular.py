@@ -10,7 +10,7 @@ import scipy.sparse as sp
 from accel.backends import Backend
 from accel.models.base import DType, Recommender
 from accel.models.registry import Entry
-from accel.serving.popular import popularity_factors, popularity_ranking
+from accel.serving.popular_fallback import popularity_factors, popularity_ranking
 
 
 class TopPopular(Recommender):

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from accel.backends import Backend
 from accel.errors import InputError
 from accel.serving.filters import CandidateFilters
-from accel.serving.popular import UNKNOWN_USERS, fill_rows_without_items
+from accel.serving.popular_fallback import UNKNOWN_USERS, fill_rows_without_items
 from accel.validation import (
     as_binary_csr,
     binary_matrix,

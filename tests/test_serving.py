@@ -365,3 +365,20 @@ def test_cli_prune_and_item_filters(tmp_path, capsys):
         ]
     )
     assert code == 2 and "--prune applies to EASE only" in capsys.readouterr().err
+
+
+def test_fused_top_k_checks_shapes_before_its_unchecked_kernels():
+    """A weight matrix or filter that does not fit the rows is refused, never read out of bounds."""
+    X = sp.csr_matrix(np.eye(4, 30, dtype=np.float32))
+    W = np.ones((20, 20), dtype=np.float32)
+    with pytest.raises(ValueError, match="cannot multiply"):
+        dense_topk(X, W, 5)
+    with pytest.raises(ValueError, match="cannot multiply"):
+        sparse_topk(X, sp.csr_matrix(W), 5)
+    W = np.ones((30, 30), dtype=np.float32)
+    with pytest.raises(ValueError, match="exclude has shape"):
+        dense_topk(X, W, 5, exclude=sp.csr_matrix((4, 20), dtype=np.float32))
+    with pytest.raises(ValueError, match="include must be column indices below 30"):
+        sparse_topk(X, sp.csr_matrix(W), 5, include=np.array([3, 30]))
+    with pytest.raises(ValueError, match="include has shape"):
+        dense_topk(X, W, 5, include=sp.csr_matrix((3, 30), dtype=np.float32))

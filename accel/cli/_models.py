@@ -103,9 +103,9 @@ def model_from_args(
     if "similarity" in params:
         if l2 is not None and name == args.model:
             raise InputError(f"--l2 is EASE's λ; for --model {name} with s_plus, pass --s-plus-l2")
-        model = cls(backend=args.backend, dtype=args.dtype, **options)
-        check_knn_params(model.similarity, model.method_params())
-        return model
+        knn: Any = cls(backend=args.backend, dtype=args.dtype, **options)
+        check_knn_params(knn.similarity, knn.method_params())
+        return knn
     if options and name == args.model:
         raise InputError(f"{', '.join(map(_flag, options))} apply to --model itemknn or userknn, not {name}")
     if l2 is not None and "l2" not in params:

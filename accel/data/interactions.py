@@ -18,6 +18,7 @@ from accel.validation import binary_matrix
 
 if TYPE_CHECKING:
     from accel.models.base import Recommender  # the model passed in brings its answers: no import
+    from accel.serving.popular_fallback import UnknownUsers
 
 
 def parse_times(values: pd.Series, column: str) -> pd.Series:
@@ -179,7 +180,7 @@ class Interactions:
         users: object = None,
         k: int = 10,
         exclude_seen: bool = True,
-        unknown_users: str = "popular",
+        unknown_users: UnknownUsers = "popular",
         show_progress: bool = False,
         *,
         allowed_items: object = None,
@@ -210,7 +211,7 @@ class Interactions:
         items: object,
         k: int = 10,
         exclude_seen: bool = True,
-        unknown_users: str = "popular",
+        unknown_users: UnknownUsers = "popular",
         *,
         allowed_items: object = None,
         forbidden_items: object = None,

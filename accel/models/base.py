@@ -31,7 +31,7 @@ import inspect
 import os
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -43,6 +43,7 @@ from accel.model_folder import SavedModel
 from accel.models.registry import CLASSES, Entry
 from accel.serving import popular_fallback, topk
 from accel.serving.filters import CandidateFilters
+from accel.serving.popular_fallback import UnknownUsers
 from accel.validation import as_binary_csr, binary_matrix, check_dtype, storable_ids
 
 if TYPE_CHECKING:
@@ -50,7 +51,6 @@ if TYPE_CHECKING:
     from accel.serving.answers import LogAnswers
 
 M = TypeVar("M", bound="Recommender")
-UnknownUsers = Literal["popular", "skip", "error"]
 DType = Literal["float32", "float64"]
 
 
@@ -61,6 +61,11 @@ class Recommender(ABC):
     _registry: ClassVar[dict[str, type[Recommender]]] = CLASSES
     entry: ClassVar[Entry | None] = None
     scoring: ClassVar[topk.Scoring] = "dense"
+    n_items_: int  # learned state: set by a successful fit or load only
+    dtype_: np.dtype
+    backend_: Backend
+    popularity_: np.ndarray
+    extras_: dict[str, np.ndarray]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -151,15 +156,15 @@ class Recommender(ABC):
         ``recommend`` / ``similar_items`` helpers can answer in those ids. A fit
         that fails leaves the model as it was (unfitted, or serving its old weights).
         """
-        fitted = self._fresh()
-        item_ids = getattr(X, "item_ids", None)
-        if item_ids is not None and callable(getattr(X, "matrix", None)):
-            X = X.matrix()
-        X = as_binary_csr(X, dtype=fitted.dtype_, allow_empty_rows=False)
-        fitted.n_items_ = X.shape[1]
-        fitted.popularity_ = np.bincount(X.indices, minlength=fitted.n_items_).astype(np.int64)
+        fitted, data = self._fresh(), cast(Any, X)
+        item_ids = getattr(data, "item_ids", None)
+        if item_ids is not None and callable(getattr(data, "matrix", None)):
+            data = data.matrix()
+        matrix = as_binary_csr(data, dtype=fitted.dtype_, allow_empty_rows=False)
+        fitted.n_items_ = matrix.shape[1]
+        fitted.popularity_ = np.bincount(matrix.indices, minlength=fitted.n_items_).astype(np.int64)
         fitted.extras_ = {} if item_ids is None else {"item_ids": storable_ids(item_ids)}
-        fitted._fit(X, show_progress)
+        fitted._fit(matrix, show_progress)
         return self._adopt(fitted)
 
     def _fresh(self: M) -> M:
@@ -181,7 +186,7 @@ class Recommender(ABC):
                 setattr(self, name, value)
         return self
 
-    def _check_fitted(self) -> None:
+    def _check_fitted(self) -> None:  # n_items_ is set with every other learned attribute, or none
         if not hasattr(self, "n_items_"):
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call fit(X) first")
 
@@ -258,11 +263,8 @@ class Recommender(ABC):
         unknown_users: UnknownUsers = "popular",
         filters: CandidateFilters = CandidateFilters(),  # noqa: B008 - immutable
     ) -> None:
-        """Replace, in place, the results of the rows where ``empty`` is true (rows with no items).
-
-        ``"popular"`` gives them the training log's most interacted-with items within
-        ``filters``; ``"skip"`` pads them; ``"error"`` raises :class:`InputError`.
-        """
+        """Replace, in place, the results of the rows where ``empty`` is true (rows with no items),
+        as :func:`accel.serving.popular_fallback.fill_rows_without_items` says."""
         popular_fallback.fill_rows_without_items(self, empty, ids, scores, unknown_users, filters)
 
     def recommend_from_items(
@@ -365,7 +367,7 @@ class Recommender(ABC):
         restored.extras_ = dict(saved.extras)
         try:
             restored._restore_state(saved.arrays)
-            return model._adopt(restored)
+            return cast(M, model._adopt(restored))
         except (KeyError, ValueError, TypeError, IndexError) as exc:
             raise InputError(
                 f"{where}: the saved arrays do not make a {saved.cls} of {saved.n_items:,} items "

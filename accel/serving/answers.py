@@ -10,6 +10,7 @@ import scipy.sparse as sp
 
 from accel.data.ids import lookup_ids, match_ids
 from accel.errors import InputError
+from accel.serving.popular_fallback import UnknownUsers
 from accel.serving.table import long_table
 from accel.validation import binary_matrix
 
@@ -70,7 +71,7 @@ def recommendations_frame(
     item_ids: np.ndarray,
     k: int = 10,
     exclude_seen: bool = True,
-    unknown_users: str = "popular",
+    unknown_users: UnknownUsers = "popular",
     show_progress: bool = False,
     filters: dict[str, object] | None = None,
 ) -> pd.DataFrame:
@@ -172,7 +173,7 @@ class LogAnswers:
         users: object = None,
         k: int = 10,
         exclude_seen: bool = True,
-        unknown_users: str = "popular",
+        unknown_users: UnknownUsers = "popular",
         show_progress: bool = False,
         allowed_items: object = None,
         forbidden_items: object = None,
@@ -189,7 +190,7 @@ class LogAnswers:
         items: object,
         k: int = 10,
         exclude_seen: bool = True,
-        unknown_users: str = "popular",
+        unknown_users: UnknownUsers = "popular",
         allowed_items: object = None,
         forbidden_items: object = None,
     ) -> pd.DataFrame:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, get_args
 
 import numpy as np
 import scipy.sparse as sp
@@ -15,7 +15,8 @@ if TYPE_CHECKING:
     from accel.serving.topk import Scorer
 
 #: What ``recommend`` does for a row with no items the model knows (a cold-start user).
-UNKNOWN_USERS = ("popular", "skip", "error")
+UnknownUsers = Literal["popular", "skip", "error"]
+UNKNOWN_USERS: tuple[str, ...] = get_args(UnknownUsers)
 
 
 def popularity_ranking(counts: np.ndarray) -> np.ndarray:
@@ -60,7 +61,7 @@ def fill_rows_without_items(
     empty: np.ndarray,
     ids: np.ndarray,
     scores: np.ndarray,
-    unknown_users: str = "popular",
+    unknown_users: UnknownUsers = "popular",
     filters: CandidateFilters = CandidateFilters(),  # noqa: B008 - immutable
 ) -> None:
     """Replace, in place, the results of the rows where ``empty`` is true (rows with no items).
@@ -74,7 +75,7 @@ def fill_rows_without_items(
     rows = np.flatnonzero(empty)
     if rows.size == 0:
         return
-    unknown_users = check_choice("unknown_users", unknown_users, UNKNOWN_USERS)
+    check_choice("unknown_users", unknown_users, UNKNOWN_USERS)
     if unknown_users == "error":
         raise InputError(
             f"{rows.size:,} of {len(empty):,} rows (the first is row {rows[0]}) have no items the model "

@@ -7,6 +7,7 @@ imports a model.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
@@ -16,7 +17,7 @@ from tqdm.auto import tqdm
 from accel.backends import Backend
 from accel.errors import InputError
 from accel.serving.filters import CandidateFilters
-from accel.serving.popular_fallback import UNKNOWN_USERS, fill_rows_without_items
+from accel.serving.popular_fallback import UNKNOWN_USERS, UnknownUsers, fill_rows_without_items
 from accel.validation import (
     as_binary_csr,
     binary_matrix,
@@ -83,14 +84,14 @@ def recommend_rows(
     exclude_seen: bool = True,
     batch_size: int | None = None,
     show_progress: bool = False,
-    unknown_users: str = "popular",
+    unknown_users: UnknownUsers = "popular",
     allowed_items: object = None,
     forbidden_items: object = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(ids, scores)`` of the top ``k`` for every row of ``X_rows``, as ``Recommender.recommend`` says."""
     X = as_binary_csr(X_rows, dtype=model.dtype_, n_items=model.n_items_, name="X_rows")
     k = check_k(k, model.n_items_)
-    unknown_users = check_choice("unknown_users", unknown_users, UNKNOWN_USERS)
+    check_choice("unknown_users", unknown_users, UNKNOWN_USERS)
     n_rows = X.shape[0]
     filters = CandidateFilters.resolve(allowed_items, forbidden_items, n_rows, model.n_items_)
     if batch_size is None:
@@ -127,17 +128,17 @@ def recommend_rows(
 
 def recommend_from_items(
     model: Scorer,
-    items: object,
+    items: Iterable[int] | int,
     k: int = 10,
     exclude_seen: bool = True,
-    unknown_users: str = "popular",
+    unknown_users: UnknownUsers = "popular",
     allowed_items: object = None,
     forbidden_items: object = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` ``(ids, scores)`` for one new user who interacted with ``items`` (indices)."""
     items = check_item_indices(items, model.n_items_)
     k = check_k(k, model.n_items_)
-    unknown_users = check_choice("unknown_users", unknown_users, UNKNOWN_USERS)
+    check_choice("unknown_users", unknown_users, UNKNOWN_USERS)
     filters = CandidateFilters.resolve(allowed_items, forbidden_items, 1, model.n_items_)
     row = binary_matrix(np.zeros(items.size, dtype=np.int64), items, (1, model.n_items_), model.dtype_)
     if items.size:
@@ -148,7 +149,7 @@ def recommend_from_items(
     return ids[0], scores[0]
 
 
-def similar_items(model: Scorer, item: object, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+def similar_items(model: Scorer, item: int, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` items most similar to item index ``item`` (itself excluded), best first."""
     if np.ndim(item) != 0:
         raise InputError(f"similar_items takes one item index, got {item!r}")

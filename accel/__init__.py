@@ -8,9 +8,7 @@ from accel.errors import (
     InsufficientMemoryError,
     NotFittedError,
 )
-from accel.models import EASE, PrunedEASE, Recommender, load_model
-from accel.models.knn import ItemKNN, UserKNN
-from accel.models.popular import TopPopular
+from accel.models import EASE, ItemKNN, PrunedEASE, Recommender, TopPopular, UserKNN, load_model
 
 __version__ = "0.1.0"
 

@@ -23,7 +23,7 @@ import shutil
 import signal
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from accel.errors import InputError
@@ -228,13 +228,11 @@ def _own_links(folder: Path) -> set[str]:
     return names
 
 
-def foreign_entries(folder: str | os.PathLike[str], legacy: Callable[[Path], set[str] | None]) -> list[str]:
+def foreign_entries(folder: str | os.PathLike[str]) -> list[str]:
     """The visible entries of ``folder`` when they forbid writing there (else an empty list).
 
-    A folder may be written when it is empty, versioned (written here before), or
-    an unversioned folder that ``legacy`` recognises (returning the names its
-    writer made, e.g. the files a model's ``model.json`` lists; ``None`` when it
-    does not). Files that someone added to such a folder are kept by later writes.
+    A folder may be written when it is empty or versioned (written here before).
+    Files that someone added to a versioned folder are kept by later writes.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -242,16 +240,10 @@ def foreign_entries(folder: str | os.PathLike[str], legacy: Callable[[Path], set
     visible = [e for e in os.listdir(folder) if not _bookkeeping(e)]
     if is_versioned(folder):
         return []
-    if not visible:
-        return []
-    if legacy(folder) is not None:
-        return []
     return sorted(visible)
 
 
-def check_folder_destination(
-    path: str | os.PathLike[str], what: str, legacy: Callable[[Path], set[str] | None]
-) -> Path:
+def check_folder_destination(path: str | os.PathLike[str], what: str) -> Path:
     """Raise :class:`InputError` unless ``path`` can take a versioned write (checked before any work)."""
     path = Path(path)
     if path.exists() and not path.is_dir():
@@ -260,7 +252,7 @@ def check_folder_destination(
         _check_parent(path)
         return path
     check_writable_folder(path, path)
-    foreign = foreign_entries(path, legacy)
+    foreign = foreign_entries(path)
     if foreign:
         raise InputError(
             f"refusing to write {what} to {path}: the folder holds files accel did not write "
@@ -281,10 +273,9 @@ def _swap_link(link: Path, target: str) -> None:
         raise
 
 
-def _publish(folder: Path, version: Path, legacy: Callable[[Path], set[str] | None]) -> None:
+def _publish(folder: Path, version: Path) -> None:
     """Make ``version`` what ``folder`` shows; remove what earlier writes left that nothing uses."""
     old_links = _own_links(folder)
-    old_legacy = set() if is_versioned(folder) else (legacy(folder) or set())
     _swap_link(folder / CURRENT, version.name)
     names = set(os.listdir(version))
     for name in sorted(names):
@@ -294,7 +285,7 @@ def _publish(folder: Path, version: Path, legacy: Callable[[Path], set[str] | No
         if link.is_dir() and not link.is_symlink():
             shutil.rmtree(link)
         _swap_link(link, f"{CURRENT}/{name}")
-    for name in (old_links | old_legacy) - names:
+    for name in old_links - names:
         path = folder / name
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
@@ -309,22 +300,20 @@ def _publish(folder: Path, version: Path, legacy: Callable[[Path], set[str] | No
 
 
 @contextlib.contextmanager
-def atomic_dir(
-    path: str | os.PathLike[str], legacy: Callable[[Path], set[str] | None] = lambda folder: None
-) -> Iterator[Path]:
+def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield an empty version folder inside ``path``; on success ``path`` shows it, in one rename.
 
     Readers see the old or the new content, never a mix or nothing; concurrent
     writers never fail each other (the last to finish wins). ``path`` is created
-    if missing; an existing folder must be empty, versioned, or accepted by
-    ``legacy`` (see :func:`foreign_entries`). Files accel did not write are kept.
+    if missing; an existing folder must be empty or versioned (see
+    :func:`foreign_entries`). Files accel did not write are kept.
     """
-    path = check_folder_destination(path, "folder", legacy)
+    path = check_folder_destination(path, "folder")
     with contextlib.suppress(FileExistsError):
         path.mkdir()
     with _exit_on_sigterm():
         with _folder_lock(path):
-            check_folder_destination(path, "folder", legacy)
+            check_folder_destination(path, "folder")
             version = Path(tempfile.mkdtemp(prefix=f"{VERSION_PREFIX}{os.getpid()}-", dir=path))
             fd = os.open(version, os.O_RDONLY)
             _try_lock(fd)
@@ -333,8 +322,8 @@ def atomic_dir(
             yield version
             _publish_mode(version, 0o777)
             with _folder_lock(path):
-                check_folder_destination(path, "folder", legacy)
-                _publish(path, version, legacy)
+                check_folder_destination(path, "folder")
+                _publish(path, version)
             published = True
         finally:
             if not published:

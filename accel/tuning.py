@@ -1,7 +1,8 @@
 """Hyper-parameter search on a validation window, then one refit scored on the test window.
 
-EASE's λ is searched on a log scale; each ItemKNN similarity over ``k``,
-``shrink`` and its own parameters. Every candidate is fitted on ``train_val``
+The models and their search spaces come from the registry (``Entry.spaces``):
+EASE's λ on a log scale, each ItemKNN similarity over ``k``, ``shrink`` and its
+own parameters. Every candidate is fitted on ``train_val``
 and scored on the following ``valid`` window; the best is refitted on
 ``train`` and scored on ``test`` (see :func:`accel.data.chronological_splits`).
 Search is a grid, random sampling (seeded) or, when installed, Optuna's TPE.
@@ -12,8 +13,8 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import math
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, get_args
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -21,37 +22,13 @@ from tqdm.auto import tqdm
 from accel.data.splits import ChronologicalSplits, Split
 from accel.errors import InputError
 from accel.metrics import METRICS, evaluate_split
-from accel.models.ease import EASE
-from accel.models.knn import SIMILARITIES, ItemKNN
+from accel.models.base import Recommender
+from accel.models.knn import SIMILARITIES
+from accel.models.registry import Range, registered
 from accel.validation import check_positive_int
 
-SEARCHES = ("grid", "random", "optuna")
-#: λ range searched for EASE (log scale).
-EASE_L2_RANGE = (1.0, 1e5)
-#: Shared KNN search space: (low, high, log scale?, integer?) per parameter.
-KNN_COMMON_SPACE: dict[str, tuple[float, float, bool, bool]] = {
-    "k": (10, 1000, True, True),
-    "shrink": (0, 200, False, False),
-}
-#: Each similarity's own parameters, searched on top of the common ones.
-KNN_SPACE: dict[str, dict[str, tuple[float, float, bool, bool]]] = {
-    "dot_product": {},
-    "cosine": {},
-    "asymmetric_cosine": {"alpha": (0.0, 1.0, False, False)},
-    "jaccard": {},
-    "dice": {},
-    "tversky": {"alpha": (0.0, 1.0, False, False), "beta": (0.0, 1.0, False, False)},
-    "p3alpha": {"alpha": (0.2, 2.0, False, False)},
-    "rp3beta": {"alpha": (0.2, 2.0, False, False), "beta": (0.0, 1.0, False, False)},
-    "s_plus": {
-        "l1": (0.0, 1.0, False, False),
-        "l2": (0.0, 1.0, False, False),
-        "t1": (0.0, 1.0, False, False),
-        "t2": (0.0, 1.0, False, False),
-        "c1": (0.0, 1.0, False, False),
-        "c2": (0.0, 1.0, False, False),
-    },
-}
+Search = Literal["grid", "random", "optuna"]
+SEARCHES: tuple[str, ...] = get_args(Search)
 #: Points per parameter in a grid search.
 GRID_POINTS = 3
 
@@ -81,7 +58,7 @@ def _sample(rng: np.random.Generator, low: float, high: float, log: bool, intege
 
 
 def _candidates(
-    space: dict[str, tuple[float, float, bool, bool]],
+    space: Mapping[str, Range],
     search: str,
     n_trials: int,
     rng: np.random.Generator,
@@ -102,7 +79,7 @@ def _score(make: Callable[[dict[str, Any]], Any], params: dict[str, Any], split:
 def _search_one(
     label: str,
     make: Callable[[dict[str, Any]], Any],
-    space: dict[str, tuple[float, float, bool, bool]],
+    space: Mapping[str, Range],
     splits: ChronologicalSplits,
     *,
     search: str,
@@ -154,7 +131,7 @@ def tune(
     *,
     ease: bool = True,
     similarities: Sequence[str] = SIMILARITIES,
-    search: str = "random",
+    search: Search = "random",
     n_trials: int = 10,
     metric: str = "ndcg@10",
     seed: int = 0,
@@ -165,8 +142,8 @@ def tune(
     """Tune EASE and ItemKNN per similarity on ``splits.valid``; report each best refit on ``splits.test``.
 
     Returns ``{"metric", "search", "best": {"EASE": {"l2"}, "ItemKNN": {similarity: params}},
-    "results": [...]}``; ``best`` is what ``accel bench --params`` reads. For EASE
-    a grid search tries ``grid_points`` λ values; other searches try ``n_trials``.
+    "results": [...]}``; ``best`` is what ``accel bench --params`` reads. A one-parameter
+    space (EASE's λ) gets at least 7 grid points; other searches try ``n_trials``.
     """
     if search not in SEARCHES:
         raise InputError(f"unknown search {search!r}; choose one of {', '.join(SEARCHES)}")
@@ -187,25 +164,35 @@ def tune(
     }
     results = []
     best: dict[str, Any] = {}
-    if ease:
-        ease_points = grid_points if search != "grid" else max(grid_points, 7)
-        result = _search_one(
-            "EASE",
-            lambda p: EASE(l2=p["l2"], backend=backend),
-            {"l2": (*EASE_L2_RANGE, True, False)},
-            splits,
-            grid_points=ease_points,
-            **options,
-        )
-        best["EASE"] = result["best_params"]
-        results.append(result)
-    for similarity in similarities:
-        space = {**KNN_COMMON_SPACE, **KNN_SPACE[similarity]}
+    for cls, variant, space in search_spaces(similarities):
+        if cls.__name__ == "EASE" and not ease:
+            continue
+        defaults = {"backend": backend, **cls.entry.variants.get(variant, {})}  # type: ignore[union-attr]
 
-        def make(params: dict[str, Any], similarity: str = similarity) -> ItemKNN:
-            return ItemKNN(similarity, backend="numpy", **params)
+        def make(
+            params: dict[str, Any], cls: type[Recommender] = cls, defaults: dict = defaults
+        ) -> Recommender:
+            return cls(**{**defaults, **params})
 
-        result = _search_one(f"ItemKNN {similarity}", make, space, splits, grid_points=grid_points, **options)
-        best.setdefault("ItemKNN", {})[similarity] = result["best_params"]
+        label = f"{cls.__name__} {variant}" if variant else cls.__name__
+        points = max(grid_points, 7) if search == "grid" and len(space) == 1 else grid_points
+        result = _search_one(label, make, space, splits, grid_points=points, **options)
+        if variant:
+            best.setdefault(cls.__name__, {})[variant] = result["best_params"]
+        else:
+            best[cls.__name__] = result["best_params"]
         results.append(result)
     return {"metric": metric, "search": search, "best": best, "results": results}
+
+
+def search_spaces(
+    similarities: Sequence[str] = SIMILARITIES,
+) -> list[tuple[type[Recommender], str, Mapping[str, Range]]]:
+    """Every registered model's tuning spaces, by variant (KNN variants: only ``similarities``)."""
+    spaces = []
+    for cls in registered().values():
+        for variant, space in (cls.entry.spaces if cls.entry else {}).items():
+            if "similarity" in cls.param_names() and variant not in similarities:
+                continue
+            spaces.append((cls, variant, space))
+    return spaces

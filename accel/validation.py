@@ -38,7 +38,7 @@ def check_nonnegative(name: str, value: float) -> float:
     return value
 
 
-def as_interactions(
+def as_binary_csr(
     X: object,
     *,
     dtype: np.dtype = FLOAT32,
@@ -132,3 +132,9 @@ def check_positive_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise InputError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def storable_ids(ids: object) -> np.ndarray:
+    """Ids in a form ``np.save`` keeps without pickling (text becomes a NumPy string array)."""
+    ids = np.asarray(ids)
+    return ids.astype(str) if ids.dtype == object else ids

@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     X.sum_duplicates()
     X.data[:] = 1.0
     start = time.perf_counter()
-    model = EASE(l2=500.0, backend="numpy").fit(X, show_progress=False)
+    model = EASE(backend="numpy").fit(X, show_progress=False)
     fit_s = time.perf_counter() - start
     print(f"{args.users:,} users × {args.items:,} items, {X.nnz:,} interactions; EASE fit {fit_s:.1f} s")
 

@@ -41,6 +41,7 @@ from accel.backends.base import Backend
 from accel.bench.datasets import holdout_split, synthetic
 from accel.bench.report import machine_info, write_json
 from accel.metrics import evaluate
+from accel.models.ease import DEFAULT_L2
 
 RESULTS = Path(__file__).resolve().parent / "results"
 K = 20
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--items", type=int, default=10_000)
-    parser.add_argument("--l2", type=float, default=500.0)
+    parser.add_argument("--l2", type=float, default=DEFAULT_L2)
     parser.add_argument("--out", type=Path, default=RESULTS / "serving.json")
     parser.add_argument("--repeats", type=int, default=REPEATS, help="timings per path; the median is kept")
     args = parser.parse_args(argv)

@@ -18,9 +18,9 @@ import scipy.sparse as sp
 from micro_data import interactions
 
 from accel.backends.numpy_backend import NumpyBackend, topk_rows
-from accel.models.ease import EASE
+from accel.models.ease import DEFAULT_L2, EASE
 
-L2 = 500.0
+L2 = DEFAULT_L2
 FIT_SIZES = [
     1000,
     2000,

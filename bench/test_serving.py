@@ -27,7 +27,7 @@ def X() -> sp.csr_matrix:
 
 @pytest.fixture(scope="module")
 def ease(X) -> EASE:
-    return EASE(l2=500.0, backend="numpy").fit(X, show_progress=False)
+    return EASE(backend="numpy").fit(X, show_progress=False)
 
 
 @pytest.fixture(scope="module")

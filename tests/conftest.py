@@ -45,3 +45,25 @@ def ml100k_X(ml100k_dir: Path) -> sp.csr_matrix:
     X = sp.csr_matrix((np.ones(len(users), dtype=np.float32), (users, items)))
     X.data[:] = 1.0
     return X
+
+
+def dense_scores(model, X: sp.csr_matrix) -> np.ndarray:
+    """Dense scores of every row of ``X`` from the model's scoring form, summed in the model's dtype
+    (as the top-k sums them) and returned as float64: the reference a full sort ranks."""
+    X = sp.csr_matrix(X, dtype=model.dtype_)
+    if model.scoring == "dense":
+        W = np.asarray(model.backend_.to_host(model._dense_weights()))
+        return np.asarray(X @ W, dtype=np.float64)
+    A, W = model._sparse_factors(X, None, None)
+    return (sp.csr_matrix(A) @ sp.csr_matrix(W)).toarray().astype(np.float64)
+
+
+def dense_reference(scores: np.ndarray, k: int, blocked: np.ndarray, positive: bool = True):
+    """Top-k of a dense score matrix by a stable full sort: unblocked entries only (positive ones
+    too, the sparse contract); ties to the lower column; padded with -1 / -inf."""
+    drop = blocked | (scores <= 0) if positive else blocked
+    scores = np.where(drop, -np.inf, scores)
+    ids = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    values = np.take_along_axis(scores, ids, axis=1)
+    ids[np.isneginf(values)] = -1
+    return ids, values

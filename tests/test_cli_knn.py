@@ -35,19 +35,19 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
         (
             "itemknn",
             ItemKNN,
-            ["--similarity", "rp3beta", "--k", "15", "--alpha", "0.7", "--beta", "0.3"],
+            ["--similarity", "rp3beta", "--neighbours", "15", "--alpha", "0.7", "--beta", "0.3"],
             {"similarity": "rp3beta", "k": 15, "alpha": 0.7, "beta": 0.3},
         ),
         (
             "userknn",
             UserKNN,
-            ["--similarity", "cosine", "--k", "20", "--shrink", "5"],
+            ["--similarity", "cosine", "--neighbours", "20", "--shrink", "5"],
             {"similarity": "cosine", "k": 20, "shrink": 5.0},
         ),
         (
             "itemknn",
             ItemKNN,
-            ["--similarity", "s_plus", "--l1", "0.4", "--l2", "0.6", "--pop1", "sum"],
+            ["--similarity", "s_plus", "--l1", "0.4", "--s-plus-l2", "0.6", "--pop1", "sum"],
             {"similarity": "s_plus", "l1": 0.4, "l2": 0.6, "pop1": "sum"},
         ),
     ],
@@ -78,7 +78,9 @@ def test_fit_knn_then_recommend_matches_the_python_model(
 def test_similar_with_itemknn_and_clean_error_for_userknn(capsys, tiny_log, tmp_path):
     item_dir, user_dir = tmp_path / "item", tmp_path / "user"
     for model, out in (("itemknn", item_dir), ("userknn", user_dir)):
-        assert main(["fit", str(tiny_log), "--model", model, "--k", "10", "--out", str(out), "-q"]) == 0
+        assert (
+            main(["fit", str(tiny_log), "--model", model, "--neighbours", "10", "--out", str(out), "-q"]) == 0
+        )
     item = str(pd.read_csv(tiny_log)["item_id"].iloc[0])
     code, out, err = run_cli(capsys, "similar", str(item_dir), item, "--k", "4", "--json")
     assert code == 0, err
@@ -122,7 +124,8 @@ def test_evaluate_knn_against_toppopular(capsys, tiny_log, model):
             "does not take parameter 'alpha'",
         ),
         (["--similarity", "cosine"], "apply to --model itemknn or userknn, not ease"),
-        (["--model", "itemknn", "--k", "0"], "must be a positive integer"),
+        (["--model", "itemknn", "--neighbours", "0"], "must be a positive integer"),
+        (["--model", "itemknn", "--l2", "5"], "pass --s-plus-l2"),
         (["--model", "toppop", "--l2", "5"], "--l2 applies to --model ease"),
         (["--model", "itemknn", "--prune", "0.05"], "--prune applies to EASE only"),
     ],

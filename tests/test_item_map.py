@@ -232,11 +232,12 @@ def test_umap_layout_of_a_small_knn_model(small_X_module):
 
 
 def test_wide_ease_fingerprints_keep_their_strongest_entries_chunk_by_chunk(ease, monkeypatch):
+    from accel.models import ease as ease_module
     from accel.plots import map_layout
 
     monkeypatch.setattr(map_layout, "DENSE_FINGERPRINT_LIMIT", 10)
     monkeypatch.setattr(map_layout, "FINGERPRINT_TOP", 4)
-    monkeypatch.setattr(map_layout, "_CHUNK_BYTES", 4 * 40 * 2)  # two columns at a time
+    monkeypatch.setattr(ease_module, "_VECTOR_BYTES", 4 * 40 * 2)  # two columns at a time
     items = np.array([1, 5, 9, 30, 39])
     F = item_fingerprints(ease, items)
     dense = ease.B_[:, items].T

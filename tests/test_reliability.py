@@ -239,14 +239,8 @@ STRESS = """
 
 def test_concurrent_saves_and_loads_always_see_a_whole_model(X, tmp_path):
     path = tmp_path / "m"
-    # Start from a folder in the layout older versions wrote: it is taken over while readers read.
-    path.mkdir()
-    legacy = ease(X[:, :20])
-    np.save(path / "B.npy", legacy.B_)
-    np.save(path / "extra.total.npy", np.array(float(legacy.B_.sum())))
-    meta = {"format": "accel-model", "format_version": 1, "class": "EASE", "n_items": 20}
-    meta.update(params=legacy.get_params(), arrays=["B"], extras=["total"])
-    (path / "model.json").write_text(json.dumps(meta))
+    first = ease(X[:, :20])
+    first.save(path, extras={"total": np.array(float(first.B_.sum()))})
     readers = [python(STRESS, "load", str(path), "4") for _ in range(2)]
     writers = [python(STRESS, "save", str(path), "25") for _ in range(2)]
     results = [json.loads(p.communicate(timeout=120)[0]) for p in writers + readers]
@@ -346,21 +340,16 @@ def test_accel_output_is_replaced_and_a_model_folder_keeps_other_files(capsys, l
             assert main(["recommend", str(out), str(log), "--out", str(tmp_path / name), "-q"]) == 0
 
 
-def test_a_model_saved_in_the_older_unversioned_layout_loads_and_is_replaced(X, tmp_path):
+def test_an_unversioned_folder_of_model_files_is_refused_and_left_untouched(X, tmp_path):
+    """Only folders accel wrote (versioned) are replaced: loose model files are someone else's."""
     path = tmp_path / "m"
     path.mkdir()
-    model = ease(X)
-    np.save(path / "B.npy", model.B_)
-    np.save(path / "extra.item_ids.npy", np.arange(30))
-    meta = {"format": "accel-model", "format_version": 1, "class": "EASE", "n_items": 30}
-    meta.update(params=model.get_params(), arrays=["B"], extras=["item_ids"])
-    (path / "model.json").write_text(json.dumps(meta))
-    (path / "notes.txt").write_text("mine")
-    assert np.allclose(load_model(path).B_, model.B_)
-    TopPopular(backend="numpy").fit(X).save(path)
-    visible = sorted(p.name for p in path.iterdir() if not p.name.startswith("."))
-    assert visible == ["counts.npy", "model.json", "notes.txt"]
-    assert isinstance(load_model(path), TopPopular)
+    np.save(path / "B.npy", ease(X).B_)
+    (path / "model.json").write_text(json.dumps({"format": "accel-model", "format_version": 1}))
+    before = {p.name: p.read_bytes() for p in path.iterdir()}
+    with pytest.raises(InputError, match="did not write"):
+        TopPopular(backend="numpy").fit(X).save(path)
+    assert {p.name: p.read_bytes() for p in path.iterdir()} == before
 
 
 # ---- damaged model folders ----------------------------------------------------------------------------
@@ -410,7 +399,7 @@ DAMAGES = {
     "not a .npy": (not_npy, "B.npy is not a NumPy array file"),
     "unknown class": (lambda p: damage_json(p, **{"class": "Nope"}), "unknown model class 'Nope'"),
     "other class": (lambda p: damage_json(p, **{"class": "TopPopular"}), "do not fit TopPopular"),
-    "n_items edited": (lambda p: damage_json(p, n_items=31), "do not make a EASE of 31 items"),
+    "n_items edited": (lambda p: damage_json(p, n_items=31), "but the model has 31 items"),
     "n_items not a number": (
         lambda p: damage_json(p, n_items="30"),
         "'n_items' is missing or not an integer",

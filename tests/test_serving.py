@@ -6,13 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from conftest import random_interactions
+from conftest import dense_reference, dense_scores, random_interactions
 
 from accel import EASE, InputError, ItemKNN, PrunedEASE, TopPopular, UserKNN, load_model
 from accel.backends import fused_topk, get_backend
 from accel.backends.base import Backend
 from accel.backends.fused_topk import dense_topk, sparse_topk
 from accel.models.ease import prune_columns
+from accel.serving import topk
 
 
 def check_equal(ids, scores, ref_ids, ref_scores) -> None:
@@ -23,17 +24,6 @@ def check_equal(ids, scores, ref_ids, ref_scores) -> None:
 @pytest.fixture
 def X() -> sp.csr_matrix:
     return random_interactions(300, 80, 0.06, seed=11)
-
-
-def dense_reference(scores: np.ndarray, k: int, blocked: np.ndarray, positive: bool = True):
-    """Top-k of a dense score matrix by a stable full sort: unblocked entries only (positive ones
-    too, the sparse contract); ties to the lower column; padded with -1 / -inf."""
-    drop = blocked | (scores <= 0) if positive else blocked
-    scores = np.where(drop, -np.inf, scores)
-    ids = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    values = np.take_along_axis(scores, ids, axis=1)
-    ids[np.isneginf(values)] = -1
-    return ids, values
 
 
 def tied_factors(dtype=np.float32, n_rows=200, n_items=40):
@@ -125,9 +115,7 @@ def test_sparse_models_equal_dense_scores(make, X):
     model = make()
     model.backend = "numpy"
     model.fit(X, show_progress=False)
-    dense = np.vstack(
-        [model.backend_.to_host(model._score_batch(X[i : i + 50], None)) for i in range(0, 300, 50)]
-    )
+    dense = dense_scores(model, X)
     blocked = X.toarray() > 0
     blocked[np.diff(X.indptr) == 0] = True  # rows without items are skipped
     for k in (5, 30):
@@ -152,9 +140,7 @@ def test_filters_global_and_per_user(make, X):
     model.backend = "numpy"
     model.fit(X, show_progress=False)
     n_rows, n_items = X.shape
-    dense = np.vstack(
-        [model.backend_.to_host(model._score_batch(X[i : i + 100], None)) for i in range(0, 300, 100)]
-    )
+    dense = dense_scores(model, X)
     rng = np.random.default_rng(5)
     allowed = np.sort(rng.choice(n_items, 30, replace=False))
     forbidden = np.sort(rng.choice(n_items, 10, replace=False))
@@ -225,17 +211,18 @@ def test_rows_without_items_are_not_scored_but_filled(X, monkeypatch):
     empty = sp.csr_matrix((3, X.shape[1]), dtype=np.float32)
     rows = sp.vstack([X[:5], empty, X[5:9]]).tocsr()
     scored = []
-    score = EASE._recommend_batch
+    score = topk.recommend_batch
 
-    def spy(self, X_host, positions, *args, **kwargs):
-        scored.append(positions.copy())
-        return score(self, X_host, positions, *args, **kwargs)
+    def spy(model, X_host, *args, **kwargs):
+        scored.append(np.diff(X_host.indptr))
+        return score(model, X_host, *args, **kwargs)
 
-    monkeypatch.setattr(EASE, "_recommend_batch", spy)
+    monkeypatch.setattr(topk, "recommend_batch", spy)
     for batch_size in (None, 4):
         scored.clear()
         ids, scores = model.recommend(rows, k=5, batch_size=batch_size)
-        assert np.concatenate(scored).tolist() == [0, 1, 2, 3, 4, 8, 9, 10, 11]
+        row_sizes = np.concatenate(scored)
+        assert row_sizes.tolist() == np.diff(X[:9].indptr).tolist() and (row_sizes > 0).all()
         ref_ids, ref_scores = model.recommend(X[:9], k=5)
         assert np.array_equal(ids[[0, 1, 2, 3, 4, 8, 9, 10, 11]], ref_ids)
         assert np.array_equal(scores[[0, 1, 2, 3, 4, 8, 9, 10, 11]], ref_scores)
@@ -378,3 +365,20 @@ def test_cli_prune_and_item_filters(tmp_path, capsys):
         ]
     )
     assert code == 2 and "--prune applies to EASE only" in capsys.readouterr().err
+
+
+def test_fused_top_k_checks_shapes_before_its_unchecked_kernels():
+    """A weight matrix or filter that does not fit the rows is refused, never read out of bounds."""
+    X = sp.csr_matrix(np.eye(4, 30, dtype=np.float32))
+    W = np.ones((20, 20), dtype=np.float32)
+    with pytest.raises(ValueError, match="cannot multiply"):
+        dense_topk(X, W, 5)
+    with pytest.raises(ValueError, match="cannot multiply"):
+        sparse_topk(X, sp.csr_matrix(W), 5)
+    W = np.ones((30, 30), dtype=np.float32)
+    with pytest.raises(ValueError, match="exclude has shape"):
+        dense_topk(X, W, 5, exclude=sp.csr_matrix((4, 20), dtype=np.float32))
+    with pytest.raises(ValueError, match="include must be column indices below 30"):
+        sparse_topk(X, sp.csr_matrix(W), 5, include=np.array([3, 30]))
+    with pytest.raises(ValueError, match="include has shape"):
+        dense_topk(X, W, 5, include=sp.csr_matrix((3, 30), dtype=np.float32))

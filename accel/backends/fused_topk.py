@@ -208,7 +208,10 @@ def dense_topk(
     """Per row of ``X · W`` (dense ``W``), the ``k`` best scores above ``-inf`` (see the module notes)."""
     W = np.ascontiguousarray(np.asarray(W))
     X = _csr(X)
+    if W.ndim != 2 or X.shape[1] != W.shape[0]:
+        raise ValueError(f"X of shape {X.shape} cannot multiply W of shape {W.shape}")
     n_rows = X.shape[0]
+    _check_filters(n_rows, W.shape[1], k, exclude, include)
     ids, vals = _padded(n_rows, k, W.dtype)
     if n_rows == 0 or _nothing_allowed(include):
         return ids, vals
@@ -233,7 +236,10 @@ def sparse_topk(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per row of ``A · W`` (both CSR), the ``k`` best positive scores (see the module notes)."""
     A, W = _csr(A), _csr(W)
+    if A.shape[1] != W.shape[0]:
+        raise ValueError(f"A of shape {A.shape} cannot multiply W of shape {W.shape}")
     n_rows, n = A.shape[0], W.shape[1]
+    _check_filters(n_rows, n, k, exclude, include)
     dtype = np.result_type(A.dtype, W.dtype)
     ids, vals = _padded(n_rows, k, dtype)
     if n_rows == 0 or A.nnz == 0 or W.nnz == 0 or _nothing_allowed(include):
@@ -269,6 +275,21 @@ def _csr(M: Any) -> sp.csr_matrix | sp.csr_array:
     M = sp.csr_matrix(M)
     M.indptr, M.indices, M.data = (np.asarray(a) for a in (M.indptr, M.indices, M.data))
     return M
+
+
+def _check_filters(n_rows: int, n: int, k: int, exclude: Any, include: Any) -> None:
+    """Raise ``ValueError`` unless ``k`` and the filters fit ``n_rows`` rows of ``n`` columns
+    (the kernels run without bounds checks)."""
+    if k < 1:
+        raise ValueError(f"k must be positive, got {k}")
+    for name, M in (("exclude", exclude), ("include", include)):
+        if M is None:
+            continue
+        if isinstance(M, np.ndarray):
+            if M.ndim != 1 or (M.size and (M.min() < 0 or M.max() >= n)):
+                raise ValueError(f"{name} must be column indices below {n}")
+        elif tuple(M.shape) != (n_rows, n):
+            raise ValueError(f"{name} has shape {tuple(M.shape)}, expected {(n_rows, n)}")
 
 
 def _padded(n_rows: int, k: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:

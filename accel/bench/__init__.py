@@ -6,7 +6,7 @@
 """
 
 from accel.bench.datasets import Dataset, holdout_split, log_file, movielens, synthetic
-from accel.bench.models import ModelSpec, default_specs, load_tuned_params
+from accel.bench.specs import ModelSpec, default_specs, load_tuned_params
 from accel.bench.suite import run_benchmark
 from accel.bench.sweep import DEFAULT_SWEEP_ITEMS, run_sweep, sweep_specs
 

@@ -18,7 +18,7 @@ from typing import Any
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
-from accel.bench.models import ModelSpec
+from accel.bench.specs import ModelSpec
 from accel.bench.worker import save_split
 
 #: Default wall-clock limit for one model (fit + recommend + metrics), in seconds.

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from accel.bench.datasets import Dataset, holdout_split
-from accel.bench.models import ModelSpec
 from accel.bench.plots import plot_accuracy, plot_scaling
 from accel.bench.report import (
     machine_info,
@@ -22,6 +21,7 @@ from accel.bench.report import (
     write_text,
 )
 from accel.bench.runner import DEFAULT_TIMEOUT, run_models
+from accel.bench.specs import ModelSpec
 from accel.bench.sweep import run_sweep
 from accel.errors import InputError
 

@@ -13,30 +13,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from accel.backends import available_backends
 from accel.bench.datasets import holdout_split, synthetic
-from accel.bench.models import EASE_DEFAULT_L2, KNN_DEFAULTS, ModelSpec
 from accel.bench.runner import DEFAULT_TIMEOUT, run_line, run_models, say
+from accel.bench.specs import ModelSpec, default_specs
 
 DEFAULT_SWEEP_ITEMS: tuple[int, ...] = (2000, 4000, 8000, 16000, 32000, 64000)
 DEFAULT_SWEEP_USERS = 20000
+SWEEP_SIMILARITIES = ("cosine", "rp3beta")
 
 
-def sweep_specs(backends: Sequence[str] | None = None, l2: float = EASE_DEFAULT_L2) -> list[ModelSpec]:
-    """EASE on every usable backend, two ItemKNN similarities and TopPopular."""
-    if backends is None:
-        backends = [name for name, status in available_backends().items() if status == "available"]
-    specs = [ModelSpec(f"EASE ({name})", "EASE", {"l2": l2, "backend": name}) for name in backends]
-    for similarity in ("cosine", "rp3beta"):
-        specs.append(
-            ModelSpec(
-                f"ItemKNN {similarity}",
-                "ItemKNN",
-                {"similarity": similarity, **KNN_DEFAULTS[similarity], "backend": "numpy"},
-            )
-        )
-    specs.append(ModelSpec("TopPopular", "TopPopular", {}))
-    return specs
+def sweep_specs(
+    tuned: dict[str, Any] | None = None, backends: Sequence[str] | None = None
+) -> list[ModelSpec]:
+    """The benchmark's models (:func:`default_specs`) with two ItemKNN similarities and no Dask row."""
+    return default_specs(tuned, SWEEP_SIMILARITIES, None if backends is None else tuple(backends), dask=False)
 
 
 def run_sweep(

@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from accel.atomic import atomic_file
-from accel.bench.models import ModelSpec, build_model
+from accel.bench.specs import ModelSpec, build_model
 from accel.errors import InsufficientMemoryError, format_bytes
 from accel.memory import peak_rss
 

@@ -1,8 +1,9 @@
-"""The ``--model`` choice and each model's parameters, shared by ``accel fit`` and ``accel evaluate``.
+"""The ``--model`` choice and each model's options, shared by ``accel fit`` and ``accel evaluate``.
 
-The KNN options are generated from :mod:`accel.models.knn` (its similarities,
-shrink types and each similarity's own parameters), so the command line always
-offers exactly what :class:`accel.ItemKNN` and :class:`accel.UserKNN` take.
+The choices are the registry's models (:func:`accel.models.base.registered`); the
+KNN options are generated from :mod:`accel.models.knn` (its similarities, shrink
+types and each similarity's own parameters), so the command line always offers
+exactly what :class:`accel.ItemKNN` and :class:`accel.UserKNN` take.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from accel.errors import InputError
 from accel.models.base import Recommender
-from accel.models.ease import EASE
+from accel.models.ease import DEFAULT_L2
 from accel.models.knn import (
     METHOD_PARAMS,
     POP_CHOICES,
@@ -21,42 +22,39 @@ from accel.models.knn import (
     SIMILARITIES,
     SIMILARITY_PARAMS,
     ItemKNN,
-    UserKNN,
     check_knn_params,
 )
-from accel.models.popular import TopPopular
+from accel.models.registry import model_class, registered
 
-#: Command-line model names and their classes.
-MODELS: dict[str, type[Recommender]] = {
-    "ease": EASE,
-    "toppop": TopPopular,
-    "itemknn": ItemKNN,
-    "userknn": UserKNN,
-}
-KNN_MODELS = ("itemknn", "userknn")
-#: EASE's default λ when ``--l2`` is not given (``--l2`` is also s_plus's own l2).
-DEFAULT_L2 = 500.0
+__all__ = ["DEFAULT_L2", "add_model_args", "model_from_args"]
+
 #: The KNN models' own defaults, quoted in the help.
 _DEFAULTS = {name: p.default for name, p in inspect.signature(ItemKNN.__init__).parameters.items()}
-#: KNN options besides each similarity's own: (flag dest, model parameter).
-_KNN_COMMON = ("similarity", "knn_k", "shrink", "shrink_type", "threshold")
+#: KNN options (flag dest → model parameter): the common ones and each similarity's own.
+_KNN_OPTIONS = {
+    "similarity": "similarity",
+    "neighbours": "k",
+    "shrink": "shrink",
+    "shrink_type": "shrink_type",
+    "threshold": "threshold",
+    **{("s_plus_l2" if name == "l2" else name): name for name in METHOD_PARAMS},
+}
 
 
-def add_model_args(
-    parser: argparse.ArgumentParser, k_flags: tuple[str, ...] = ("--k", "--neighbours")
-) -> None:
-    """``--model``, the KNN options (``--similarity``, neighbours, shrink, each similarity's own).
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    """``--model`` and the KNN options (``--similarity``, ``--neighbours``, shrink, each similarity's own).
 
-    ``--l2`` is not added here: the caller defines it (EASE's λ, and s_plus's l2).
+    ``--l2`` (EASE's λ) is not added here: the caller defines it.
     """
-    parser.add_argument("--model", choices=tuple(MODELS), default="ease", help="which model (default ease)")
+    parser.add_argument(
+        "--model", choices=tuple(registered()), default="ease", help="which model (default ease)"
+    )
     knn = parser.add_argument_group("KNN models (--model itemknn or userknn; similaripy's parameters)")
     knn.add_argument(
         "--similarity", choices=SIMILARITIES, help=f"the similarity (default {_DEFAULTS['similarity']})"
     )
     knn.add_argument(
-        *k_flags,
-        dest="knn_k",
+        "--neighbours",
         type=int,
         metavar="N",
         help=f"neighbours kept per item or user (default {_DEFAULTS['k']})",
@@ -69,20 +67,24 @@ def add_model_args(
         "--threshold", type=float, help=f"smallest similarity kept (default {_DEFAULTS['threshold']:g})"
     )
     for name in METHOD_PARAMS:
-        if name == "l2":
-            continue
         takers = ", ".join(s for s, params in SIMILARITY_PARAMS.items() if name in params)
+        flag = "--s-plus-l2" if name == "l2" else f"--{name}"
         if name in ("pop1", "pop2"):
-            knn.add_argument(f"--{name}", choices=POP_CHOICES, help=f"for {takers}")
+            knn.add_argument(flag, choices=POP_CHOICES, help=f"for {takers}")
         else:
-            knn.add_argument(f"--{name}", type=float, help=f"for {takers} (default: similaripy's)")
+            knn.add_argument(flag, type=float, help=f"for {takers} (default: similaripy's)")
 
 
 def _knn_options(args: argparse.Namespace) -> dict[str, Any]:
     """The KNN options given on the command line, by model parameter name."""
-    names = {"knn_k": "k", **{n: n for n in _KNN_COMMON if n != "knn_k"}}
-    names.update({n: n for n in METHOD_PARAMS if n != "l2"})
-    return {param: getattr(args, dest) for dest, param in names.items() if getattr(args, dest) is not None}
+    return {
+        param: getattr(args, dest) for dest, param in _KNN_OPTIONS.items() if getattr(args, dest) is not None
+    }
+
+
+def _flag(param: str) -> str:
+    dest = next(d for d, p in _KNN_OPTIONS.items() if p == param)
+    return "--" + dest.replace("_", "-")
 
 
 def model_from_args(
@@ -90,20 +92,25 @@ def model_from_args(
 ) -> Recommender:
     """A fresh model of ``--model`` (or ``name``) from the parsed options; ``l2`` overrides ``--l2``.
 
-    KNN options given for another ``--model`` are an error (they would be ignored).
+    KNN options given for another ``--model``, and ``--l2`` for a model without λ, are errors
+    (they would be ignored).
     """
     name = name or args.model
-    l2 = args.l2 if l2 is None else l2
+    cls = model_class(name)
+    params = cls.param_names()
     options = _knn_options(args)
-    if name in KNN_MODELS:
-        if l2 is not None:
-            options["l2"] = l2
-        model = MODELS[name](backend=args.backend, dtype=args.dtype, **options)
-        check_knn_params(model.similarity, model.method_params())
-        return model
+    l2 = args.l2 if l2 is None else l2
+    if "similarity" in params:
+        if l2 is not None and name == args.model:
+            raise InputError(f"--l2 is EASE's λ; for --model {name} with s_plus, pass --s-plus-l2")
+        knn: Any = cls(backend=args.backend, dtype=args.dtype, **options)
+        check_knn_params(knn.similarity, knn.method_params())
+        return knn
     if options and name == args.model:
-        flags = ", ".join("--" + ("k" if n == "k" else n.replace("_", "-")) for n in options)
-        raise InputError(f"{flags} apply to --model itemknn or userknn, not {name}")
-    if name == "ease":
-        return EASE(l2=DEFAULT_L2 if l2 is None else l2, backend=args.backend, dtype=args.dtype)
-    return MODELS[name](backend=args.backend, dtype=args.dtype)
+        raise InputError(f"{', '.join(map(_flag, options))} apply to --model itemknn or userknn, not {name}")
+    if l2 is not None and "l2" not in params:
+        if name != args.model:
+            l2 = None
+        else:
+            raise InputError(f"--l2 applies to --model ease, not {name}")
+    return cls(backend=args.backend, dtype=args.dtype, **({} if l2 is None else {"l2": l2}))

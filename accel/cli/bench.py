@@ -110,7 +110,6 @@ def _dataset(args: argparse.Namespace):
 
 def run_command(args: argparse.Namespace) -> int:
     from accel.bench import DEFAULT_SWEEP_ITEMS, default_specs, load_tuned_params, run_benchmark
-    from accel.bench.models import EASE_DEFAULT_L2
     from accel.bench.sweep import DEFAULT_SWEEP_USERS, sweep_specs
     from accel.models.knn import SIMILARITIES
 
@@ -138,7 +137,6 @@ def run_command(args: argparse.Namespace) -> int:
     sweep_users = args.sweep_users or (QUICK["sweep_users"] if args.quick else DEFAULT_SWEEP_USERS)
 
     dataset = None if args.sweep_only else _dataset(args)
-    l2 = float((tuned.get("EASE") or {}).get("l2", EASE_DEFAULT_L2))
     payload = run_benchmark(
         dataset,
         default_specs(tuned, similarities),
@@ -146,7 +144,7 @@ def run_command(args: argparse.Namespace) -> int:
         test_fraction=args.test_fraction,
         sweep_items=sweep_items,
         sweep_users=sweep_users,
-        sweep_specs=sweep_specs(l2=l2),
+        sweep_specs=sweep_specs(tuned),
         timeout=args.timeout,
         memory_limit=memory_limit,
         workers=args.workers,

@@ -39,12 +39,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--test-fraction", type=float, default=0.2, help="for --split fraction (default 0.2)")
     parser.add_argument("--seed", type=int, default=0, help="for --split fraction (default 0)")
-    add_model_args(parser, k_flags=("--neighbours",))
+    add_model_args(parser)
     parser.add_argument(
         "--l2",
         type=float,
         nargs="+",
-        help=f"EASE λ value(s) (default {DEFAULT_L2:g}); for --similarity s_plus, its one l2",
+        help=f"EASE λ value(s) (default {DEFAULT_L2:g})",
     )
     parser.add_argument("--k", type=int, nargs="+", default=[10], help="cut-off(s) (default 10)")
     parser.add_argument("--backend", default="auto", help="auto, numpy or cupy (default auto)")
@@ -59,14 +59,9 @@ def _score(name: str, l2: float | None, split: Split, args: argparse.Namespace) 
     return evaluate_split(model, split, ks=args.k, show_progress=not args.quiet)
 
 
-def _knn_l2(args: argparse.Namespace) -> float | None:
-    """s_plus's l2 (one ``--l2`` value), or ``None``."""
-    return args.l2[0] if args.l2 else None
-
-
 def _label(args: argparse.Namespace) -> str:
     """The row name of a non-EASE ``--model`` (its class and similarity)."""
-    model = model_from_args(args, l2=_knn_l2(args))
+    model = model_from_args(args)
     similarity = getattr(model, "similarity", None)
     return f"{type(model).__name__}({similarity})" if similarity else type(model).__name__
 
@@ -74,8 +69,8 @@ def _label(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     if any(k < 1 for k in args.k):
         raise InputError(f"--k must be positive, got {args.k}")
-    if args.model != "ease" and args.l2 and len(args.l2) > 1:
-        raise InputError(f"several --l2 values are searched for EASE only, not --model {args.model}")
+    if args.model != "ease" and args.l2:
+        raise InputError(f"--l2 values are searched for EASE only, not --model {args.model}")
     label = None if args.model == "ease" else _label(args)
     l2s = args.l2 or [DEFAULT_L2]
     inter = apply_filters(
@@ -98,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     test_l2s = l2s
     for name, split in splits.items():
         if label is not None:
-            rows = {label: _score(args.model, _knn_l2(args), split, args)}
+            rows = {label: _score(args.model, None, split, args)}
         else:
             rows = {f"EASE(l2={l2:g})": _score("ease", l2, split, args) for l2 in test_l2s}
             if name == "valid":

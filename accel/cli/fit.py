@@ -17,7 +17,7 @@ from accel.cli._common import (
 )
 from accel.cli._models import DEFAULT_L2, add_model_args, model_from_args
 from accel.errors import InputError
-from accel.models.base import check_model_destination
+from accel.model_folder import check_model_destination
 from accel.models.ease import EASE, check_density
 
 
@@ -29,14 +29,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "fit EASE, TopPopular, ItemKNN or UserKNN on all of it and save the model folder, with the "
         "item ids, to --out. Example: accel fit log.parquet --user-col customer_id --item-col "
         "article_id --l2 500 --out model/, or accel fit log.parquet --model itemknn "
-        "--similarity rp3beta --k 200 --alpha 0.8 --beta 0.3 --out knn/",
+        "--similarity rp3beta --neighbours 200 --alpha 0.8 --beta 0.3 --out knn/",
     )
     parser.add_argument("input", metavar="INPUT", help="interaction log (.csv, .tsv, .parquet)")
     add_input_args(parser)
     add_filter_args(parser)
     add_model_args(parser)
     parser.add_argument(
-        "--l2", type=float, help=f"EASE L2 penalty λ (default {DEFAULT_L2:g}); for s_plus, its l2"
+        "--l2", type=float, help=f"EASE L2 penalty λ (default {DEFAULT_L2:g}); s_plus's is --s-plus-l2"
     )
     parser.add_argument(
         "--prune",
@@ -60,8 +60,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     out = check_model_destination(args.out)
     model = model_from_args(args)
-    if args.model == "toppop" and args.l2 is not None:
-        raise InputError("--l2 applies to --model ease (or a KNN's s_plus), not toppop")
     if args.prune is not None:
         if not isinstance(model, EASE):
             raise InputError(f"--prune applies to EASE only, not --model {args.model}")

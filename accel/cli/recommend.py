@@ -20,7 +20,12 @@ from accel.cli._common import (
     write_table,
 )
 from accel.data.interactions import read_table
-from accel.data.serving import (
+from accel.distributed.cli_options import add_dask_args, recommend_with_dask, wants_dask
+from accel.distributed.run_output import check_run_folder
+from accel.errors import InputError
+from accel.models.base import Recommender
+from accel.serving import UNKNOWN_USERS
+from accel.serving.answers import (
     FILTER_KINDS,
     history_matrix,
     id_filter,
@@ -28,10 +33,6 @@ from accel.data.serving import (
     model_item_ids,
     recommendations_frame,
 )
-from accel.distributed.cli_options import add_dask_args, recommend_with_dask, wants_dask
-from accel.distributed.run_output import check_run_folder
-from accel.errors import InputError
-from accel.models.base import UNKNOWN_USERS, Recommender
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -8,7 +8,7 @@ import json
 import numpy as np
 
 from accel.cli._common import load_saved_model
-from accel.data.serving import model_item_ids, similar_frame
+from accel.serving.answers import model_item_ids, similar_frame
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from accel.errors import InputError
+from accel.validation import storable_ids  # noqa: F401 - part of this module's id helpers
 
 #: What ``pandas.api.types.infer_dtype`` may say of an id column: integers or text, nothing else.
 _ID_KINDS = {"integer": "integers", "string": "strings", "empty": "strings"}
@@ -39,12 +40,6 @@ def check_id_column(values: pd.Series, column: str) -> pd.Series:
     if kind == "integer" and (values.dtype == object or not isinstance(values.dtype, np.dtype)):
         values = values.astype(np.int64)
     return values
-
-
-def storable_ids(ids: np.ndarray) -> np.ndarray:
-    """Ids in a form ``np.save`` keeps without pickling (text becomes a NumPy string array)."""
-    ids = np.asarray(ids)
-    return ids.astype(str) if ids.dtype == object else ids
 
 
 def _coerce_ids(ids: Iterable[object] | object, known: np.ndarray) -> np.ndarray:

@@ -12,13 +12,13 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from accel.data import serving
 from accel.data.ids import check_id_column, lookup_ids
 from accel.errors import InputError
 from accel.validation import binary_matrix
 
 if TYPE_CHECKING:
-    from accel.models.base import Recommender
+    from accel.models.base import Recommender  # the model passed in brings its answers: no import
+    from accel.serving.popular_fallback import UnknownUsers
 
 
 def parse_times(values: pd.Series, column: str) -> pd.Series:
@@ -180,7 +180,7 @@ class Interactions:
         users: object = None,
         k: int = 10,
         exclude_seen: bool = True,
-        unknown_users: str = "popular",
+        unknown_users: UnknownUsers = "popular",
         show_progress: bool = False,
         *,
         allowed_items: object = None,
@@ -201,11 +201,8 @@ class Interactions:
         from a per-user allowed list gets nothing. Ids the model or ``users`` lack
         are ignored.
         """
-        item_ids = serving.model_item_ids(model, self.item_ids)
-        X, user_ids, _ = serving.history_matrix(item_ids, self, users)
-        filters = serving.id_filters(item_ids, user_ids, allowed_items, forbidden_items)
-        return serving.recommendations_frame(
-            model, X, user_ids, item_ids, k, exclude_seen, unknown_users, show_progress, filters
+        return model.in_log(self).recommend(
+            users, k, exclude_seen, unknown_users, show_progress, allowed_items, forbidden_items
         )
 
     def recommend_from_items(
@@ -214,7 +211,7 @@ class Interactions:
         items: object,
         k: int = 10,
         exclude_seen: bool = True,
-        unknown_users: str = "popular",
+        unknown_users: UnknownUsers = "popular",
         *,
         allowed_items: object = None,
         forbidden_items: object = None,
@@ -223,17 +220,13 @@ class Interactions:
 
         ``allowed_items`` / ``forbidden_items`` are lists of item ids (unknown ones are ignored).
         """
-        item_ids = serving.model_item_ids(model, self.item_ids)
-        X = serving.items_row(item_ids, items)
-        filters = serving.id_filters(item_ids, None, allowed_items, forbidden_items)
-        frame = serving.recommendations_frame(
-            model, X, np.array([None]), item_ids, k, exclude_seen, unknown_users, filters=filters
+        return model.in_log(self).recommend_from_items(
+            items, k, exclude_seen, unknown_users, allowed_items, forbidden_items
         )
-        return frame.drop(columns="user")
 
     def similar_items(self, model: Recommender, item: object, k: int = 10) -> pd.DataFrame:
         """The ``k`` items most similar to item id ``item`` as ``rank, item, score``."""
-        return serving.similar_frame(model, serving.model_item_ids(model, self.item_ids), item, k)
+        return model.in_log(self).similar_items(item, k)
 
     # ---- matrices -------------------------------------------------------------------
     def matrix(self, rows: np.ndarray | None = None) -> sp.csr_matrix:

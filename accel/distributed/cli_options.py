@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from accel.data.serving import model_item_ids
 from accel.errors import InputError
+from accel.serving.answers import model_item_ids
 
 
 def add_dask_args(parser: argparse.ArgumentParser) -> None:

@@ -32,10 +32,9 @@ from typing import Any
 import numpy as np
 
 from accel.atomic import current_version
-from accel.backends import get_backend
 from accel.errors import InputError
-from accel.models.base import META_FILE, Recommender, load_model
-from accel.validation import check_dtype
+from accel.model_folder import META_FILE, SavedModel
+from accel.models.base import Recommender, load_model
 
 TRANSFERS = ("auto", "mmap", "scatter")
 
@@ -65,12 +64,8 @@ class ModelPayload:
 
     def build(self) -> Recommender:
         """The model, on the backend its parameters name, as ``Recommender.load`` would make it."""
-        model = Recommender._registry[self.cls_name](**self.params)
-        model.dtype_ = check_dtype(model.dtype)
-        model.backend_ = get_backend(model.backend)
-        model.n_items_ = self.n_items
-        model._restore_state(self.arrays)
-        return model
+        saved = SavedModel(self.cls_name, self.params, self.n_items, self.arrays, {})
+        return Recommender._from_saved(saved, None, f"the shipped {self.cls_name}")
 
 
 @dataclass

@@ -20,7 +20,6 @@ import numpy as np
 import scipy.sparse as sp
 
 from accel.atomic import atomic_file
-from accel.data.serving import row_sources
 from accel.distributed.client import using_client
 from accel.distributed.model_transfer import ShippedModel, is_saved_model, ship_model, worker_model
 from accel.distributed.run_output import (
@@ -32,9 +31,11 @@ from accel.distributed.run_output import (
     write_manifest,
 )
 from accel.errors import InputError
-from accel.models.base import UNKNOWN_USERS, Recommender, load_model
-from accel.models.filters import CandidateFilters
-from accel.validation import as_interactions, check_choice, check_k, check_positive_int
+from accel.models.base import Recommender, load_model
+from accel.serving.filters import CandidateFilters
+from accel.serving.popular_fallback import UNKNOWN_USERS
+from accel.serving.table import long_table
+from accel.validation import as_binary_csr, check_choice, check_k, check_positive_int
 
 #: Times a failed chunk task is retried (worker deaths are rescheduled by Dask besides).
 RETRIES = 3
@@ -148,7 +149,7 @@ def recommend(
     worker can read, else scatter), ``"mmap"`` or ``"scatter"``.
     """
     fitted = _client_model(model)
-    X = as_interactions(X, dtype=fitted.dtype_, n_items=fitted.n_items_, name="X")
+    X = as_binary_csr(X, dtype=fitted.dtype_, n_items=fitted.n_items_, name="X")
     k = check_k(k, fitted.n_items_)
     chunk = _check_chunk(chunk_users, X.shape[0])
     unknown_users = _check_unknown_users(fitted, X, unknown_users)
@@ -195,20 +196,11 @@ def _write_chunk(
     import pyarrow.parquet as pq
 
     ids, scores = _recommend_chunk(ref, X, k, exclude_seen, unknown_users, filters)
-    keep = ids.ravel() >= 0
-    items = ids.ravel()[keep]
-    table = pa.table(
-        {
-            "user": pa.array(np.repeat(users, k)[keep]),
-            "item": pa.array(items if item_ids is None else item_ids[items]),
-            "rank": pa.array(np.tile(np.arange(1, k + 1, dtype=np.int32), len(users))[keep]),
-            "score": pa.array(scores.ravel()[keep]),
-            "source": pa.array(row_sources(X, k)[keep]),
-        }
-    )
+    columns = long_table(ids, scores, X, users, item_ids)
+    table = pa.table({name: pa.array(column) for name, column in columns.items()})
     with atomic_file(path) as tmp:
         pq.write_table(table, tmp)
-    return int(keep.sum())
+    return table.num_rows
 
 
 def _interactions(data: object) -> tuple[object, np.ndarray | None, np.ndarray | None]:
@@ -265,7 +257,7 @@ def recommend_to_parquet(
     """
     fitted = _client_model(model)
     matrix, log_users, log_items = _interactions(X_or_interactions)
-    X = as_interactions(matrix, dtype=fitted.dtype_, n_items=fitted.n_items_, name="X")
+    X = as_binary_csr(matrix, dtype=fitted.dtype_, n_items=fitted.n_items_, name="X")
     n_users = X.shape[0]
     model_items = getattr(fitted, "extras_", {}).get("item_ids")
     if log_items is not None and model_items is not None and not np.array_equal(log_items, model_items):

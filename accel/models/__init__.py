@@ -1,6 +1,8 @@
-"""Recommender models sharing one fit / recommend / save interface."""
+"""Recommender models sharing one fit / recommend / save interface; importing this registers them all."""
 
 from accel.models.base import Recommender, load_model
 from accel.models.ease import EASE, PrunedEASE
+from accel.models.knn import ItemKNN, UserKNN
+from accel.models.popular import TopPopular
 
-__all__ = ["EASE", "PrunedEASE", "Recommender", "load_model"]
+__all__ = ["EASE", "ItemKNN", "PrunedEASE", "Recommender", "TopPopular", "UserKNN", "load_model"]

@@ -10,14 +10,20 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from accel.backends import Backend, get_backend
-from accel.data.ids import storable_ids
 from accel.errors import InputError, InsufficientMemoryError
-from accel.models.base import Recommender
-from accel.models.sparse_weights import SparseItemItem
-from accel.validation import check_dtype, check_nonnegative
+from accel.models.base import DType, Recommender
+from accel.models.item_item import SparseItemItem
+from accel.models.registry import Entry, Range
+from accel.validation import check_dtype, check_nonnegative, storable_ids
 
 #: Columns of B pruned at a time (the block's |values| and ranking are temporaries).
 _PRUNE_COLUMNS = 256
+#: Bytes of B's columns brought to the host at a time for item vectors.
+_VECTOR_BYTES = 1 << 28
+#: The default L2 penalty λ (Steck's experiments use hundreds to thousands).
+DEFAULT_L2 = 500.0
+#: λ range searched by tuning (log scale).
+L2_RANGE = Range(1.0, 1e5, log=True)
 
 
 class _FitSteps:
@@ -69,8 +75,21 @@ class EASE(Recommender):
         no TF32 and computes exactly either way.
     """
 
+    entry = Entry(
+        "ease",
+        variants={"": {"l2": DEFAULT_L2}},
+        spaces={"": {"l2": L2_RANGE}},
+        per_backend=True,
+        dask_row=True,
+        bench_order=0,
+    )
+
     def __init__(
-        self, l2: float = 500.0, backend: str | Backend = "auto", dtype: str = "float32", tf32: bool = False
+        self,
+        l2: float = DEFAULT_L2,
+        backend: str | Backend = "auto",
+        dtype: DType = "float32",
+        tf32: bool = False,
     ) -> None:
         super().__init__(backend=backend, dtype=dtype)
         self.l2 = l2
@@ -110,9 +129,13 @@ class EASE(Recommender):
                 backend.memory_kind(),
             )
 
-    def _fit(self, X: sp.csr_matrix, show_progress: bool) -> None:
+    def _fresh(self) -> EASE:
+        fresh = super()._fresh()
         if self.tf32:
-            self.backend_ = self.backend_.with_math_mode("tf32")
+            fresh.backend_ = fresh.backend_.with_math_mode("tf32")
+        return fresh
+
+    def _fit(self, X: sp.csr_matrix, show_progress: bool) -> None:
         backend = self.backend_
         self._check_memory(X)
         with _FitSteps(backend, 3, show_progress) as steps:
@@ -133,16 +156,12 @@ class EASE(Recommender):
         is allocated besides it. ``item_ids`` (one per column of ``G``) are kept with
         the model as :meth:`fit` keeps an ``Interactions``' ids.
         """
-        self.dtype_ = check_dtype(self.dtype)
-        self._check_params()
-        self.backend_ = get_backend(self.backend)
-        if self.tf32:
-            self.backend_ = self.backend_.with_math_mode("tf32")
+        fitted = self._fresh()
         shape = getattr(G, "shape", None)
         if shape is None or len(shape) != 2 or shape[0] != shape[1] or shape[0] == 0:
             raise InputError(f"G must be a non-empty square matrix (items × items), got shape {shape}")
         problem = None
-        if getattr(G, "dtype", None) != self.dtype_:
+        if getattr(G, "dtype", None) != fitted.dtype_:
             problem = f"its dtype is {getattr(G, 'dtype', type(G).__name__)}"
         elif not G.flags.c_contiguous:
             problem = "it is not C-contiguous"
@@ -150,30 +169,30 @@ class EASE(Recommender):
             problem = "it is read-only"
         if problem:
             raise InputError(
-                f"G is overwritten in place, so it must be a writable C-contiguous {self.dtype_.name} array "
-                f"(the model's dtype), but {problem}: pass a copy, "
-                f"np.array(G, dtype='{self.dtype_.name}', order='C')"
+                f"G is overwritten in place, so it must be a writable C-contiguous {fitted.dtype_.name} "
+                f"array (the model's dtype), but {problem}: pass a copy, "
+                f"np.array(G, dtype='{fitted.dtype_.name}', order='C')"
             )
         if item_ids is not None and len(item_ids) != shape[0]:
             raise InputError(f"item_ids has {len(item_ids):,} ids but G has {shape[0]:,} columns")
-        self.extras_ = {} if item_ids is None else {"item_ids": storable_ids(item_ids)}
-        backend = self.backend_
-        self.n_items_ = int(shape[0])
+        fitted.extras_ = {} if item_ids is None else {"item_ids": storable_ids(item_ids)}
+        backend = fitted.backend_
+        fitted.n_items_ = int(shape[0])
         G_dev = backend.to_device(G)
-        needed = backend.workspace_bytes(self.n_items_, self.dtype_.itemsize)
+        needed = backend.workspace_bytes(fitted.n_items_, fitted.dtype_.itemsize)
         if needed > backend.free_memory():
             raise InsufficientMemoryError(
-                f"the EASE solve of {self.n_items_:,} items",
+                f"the EASE solve of {fitted.n_items_:,} items",
                 needed,
                 backend.free_memory(),
                 backend.memory_kind(),
             )
         # diag(XᵀX) is each item's number of users: the popularity kept for cold-start users.
-        self.popularity_ = np.rint(backend.diagonal(G_dev)).astype(np.int64)
-        cooccurring = float(G_dev.sum(dtype=np.float64)) > float(self.popularity_.sum())
+        fitted.popularity_ = np.rint(backend.diagonal(G_dev)).astype(np.int64)
+        cooccurring = float(G_dev.sum(dtype=np.float64)) > float(fitted.popularity_.sum())
         with _FitSteps(backend, 2, show_progress) as steps:
-            self._weights_from_gram(G_dev, steps, cooccurring)
-        return self
+            fitted._weights_from_gram(G_dev, steps, cooccurring)
+        return self._adopt(fitted)
 
     def _weights_from_gram(self, G: Any, steps: _FitSteps, cooccurring: bool) -> None:
         """``G + λI`` → its inverse → ``B``, all in ``G``'s buffer, which becomes ``B_``.
@@ -204,14 +223,20 @@ class EASE(Recommender):
         self.B_ = G
         self.fit_timings_ = steps.timings
 
-    def _score_batch(self, X: Any, rows: np.ndarray) -> Any:
-        return self.backend_.sparse_dense_matmul(X, self.B_)
-
     def _dense_weights(self) -> Any:
         return self.B_
 
     def _item_scores(self, item: int) -> Any:
         return self.B_[item]
+
+    def _item_vectors(self, items: np.ndarray, top: int | None = None) -> np.ndarray | sp.csr_matrix:
+        # Column j of B: the weights of the items that lead to item j.
+        if top is None:
+            return np.asarray(self.backend_.to_host(self.B_[:, items])).T
+        block = max(
+            1, _VECTOR_BYTES // (self.B_.dtype.itemsize * self.n_items_)
+        )  # columns on the host at once
+        return strongest_in_columns(self.B_, top, self.backend_, items, block=block)
 
     def _state(self) -> dict[str, Any]:
         return {"B": self.B_}
@@ -231,13 +256,13 @@ class EASE(Recommender):
         pruned = PrunedEASE(
             l2=self.l2, density=density, backend=self.backend, dtype=self.dtype, tf32=self.tf32
         )
-        pruned._check_params()
-        pruned.dtype_, pruned.backend_, pruned.n_items_ = self.dtype_, self.backend_, self.n_items_
-        pruned._set_weights(prune_columns(self.B_, density, self.backend_))
-        pruned.extras_ = dict(getattr(self, "extras_", {}) or {})
+        fitted = pruned._fresh()
+        fitted.backend_, fitted.n_items_ = self.backend_, self.n_items_
+        fitted._set_weights(prune_columns(self.B_, density, self.backend_))
+        fitted.extras_ = dict(getattr(self, "extras_", {}) or {})
         if hasattr(self, "popularity_"):
-            pruned.popularity_ = self.popularity_
-        return pruned
+            fitted.popularity_ = self.popularity_
+        return pruned._adopt(fitted)
 
 
 def prune_columns(B: Any, density: float, backend: Backend) -> sp.csr_matrix:
@@ -299,10 +324,10 @@ class PrunedEASE(SparseItemItem):
 
     def __init__(
         self,
-        l2: float = 500.0,
+        l2: float = DEFAULT_L2,
         density: float = 0.05,
         backend: str | Backend = "auto",
-        dtype: str = "float32",
+        dtype: DType = "float32",
         tf32: bool = False,
     ) -> None:
         super().__init__(backend=backend, dtype=dtype)
@@ -313,6 +338,9 @@ class PrunedEASE(SparseItemItem):
     def _check_params(self) -> None:
         check_nonnegative("l2", self.l2)
         check_density(self.density)
+
+    def _item_vectors(self, items: np.ndarray, top: int | None = None) -> sp.csr_matrix:
+        return sp.csr_matrix(self.S_[:, items].T)  # B's columns, pruned: the items that lead to each item
 
     def _fit(self, X: sp.csr_matrix, show_progress: bool) -> None:
         dense = EASE(l2=self.l2, backend=self.backend_, dtype=self.dtype, tf32=self.tf32)

@@ -20,15 +20,16 @@ itself as its own nearest neighbour, exactly as ``similaripy.f(X_train)`` does.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, get_args
 
 import numpy as np
 import scipy.sparse as sp
 
 from accel.backends import Backend
 from accel.errors import AccelError, InputError
-from accel.models.base import Recommender
-from accel.models.sparse_weights import SparseItemItem
+from accel.models.base import DType, Recommender
+from accel.models.item_item import SparseItemItem
+from accel.models.registry import Entry, Range
 from accel.validation import check_nonnegative, check_positive_int
 
 #: Each similaripy similarity and the parameters of its own that it takes
@@ -44,11 +45,45 @@ SIMILARITY_PARAMS: dict[str, tuple[str, ...]] = {
     "rp3beta": ("alpha", "beta"),
     "s_plus": ("l1", "l2", "l3", "t1", "t2", "c1", "c2", "pop1", "pop2", "alpha", "beta1", "beta2"),
 }
+Similarity = Literal[
+    "dot_product", "cosine", "asymmetric_cosine", "jaccard", "dice", "tversky", "p3alpha", "rp3beta", "s_plus"
+]
+ShrinkType = Literal["stabilized", "bayesian", "additive"]
+Pop = Literal["none", "sum"]
 SIMILARITIES: tuple[str, ...] = tuple(SIMILARITY_PARAMS)
-SHRINK_TYPES: tuple[str, ...] = ("stabilized", "bayesian", "additive")
+SHRINK_TYPES: tuple[str, ...] = get_args(ShrinkType)
 COMMON_PARAMS: tuple[str, ...] = ("k", "shrink", "shrink_type", "threshold")
 METHOD_PARAMS: tuple[str, ...] = tuple(dict.fromkeys(p for ps in SIMILARITY_PARAMS.values() for p in ps))
-POP_CHOICES = ("none", "sum")
+POP_CHOICES: tuple[str, ...] = get_args(Pop)
+
+#: Reasonable untuned settings for each similarity (the benchmark's defaults): a hundred
+#: neighbours with a little shrinkage; the random-walk methods use their published defaults.
+KNN_DEFAULTS: dict[str, dict[str, Any]] = {
+    "dot_product": {"k": 100},
+    "cosine": {"k": 100, "shrink": 10.0},
+    "asymmetric_cosine": {"k": 100, "shrink": 10.0, "alpha": 0.7},
+    "jaccard": {"k": 100, "shrink": 10.0},
+    "dice": {"k": 100, "shrink": 10.0},
+    "tversky": {"k": 100, "shrink": 10.0, "alpha": 0.8, "beta": 0.2},
+    "p3alpha": {"k": 100, "alpha": 1.0},
+    "rp3beta": {"k": 100, "alpha": 1.0, "beta": 0.5},
+    "s_plus": {"k": 100, "shrink": 10.0, "l1": 0.5, "l2": 0.5, "t1": 1.0, "t2": 1.0, "c1": 0.5, "c2": 0.5},
+}
+#: Tuning space shared by every similarity.
+KNN_COMMON_SPACE: dict[str, Range] = {"k": Range(10, 1000, log=True, integer=True), "shrink": Range(0, 200)}
+_UNIT = Range(0.0, 1.0)
+#: Each similarity's own parameters, searched on top of the common ones.
+KNN_SPACE: dict[str, dict[str, Range]] = {
+    "dot_product": {},
+    "cosine": {},
+    "asymmetric_cosine": {"alpha": _UNIT},
+    "jaccard": {},
+    "dice": {},
+    "tversky": {"alpha": _UNIT, "beta": _UNIT},
+    "p3alpha": {"alpha": Range(0.2, 2.0)},
+    "rp3beta": {"alpha": Range(0.2, 2.0), "beta": _UNIT},
+    "s_plus": {name: _UNIT for name in ("l1", "l2", "t1", "t2", "c1", "c2")},
+}
 
 
 def check_knn_params(similarity: str, params: dict[str, Any]) -> None:
@@ -87,10 +122,10 @@ class _KNN(Recommender):
 
     def __init__(
         self,
-        similarity: str = "cosine",
+        similarity: Similarity = "cosine",
         k: int = 100,
         shrink: float = 0.0,
-        shrink_type: str = "stabilized",
+        shrink_type: ShrinkType = "stabilized",
         threshold: float = 0.0,
         alpha: float | None = None,
         beta: float | None = None,
@@ -101,12 +136,12 @@ class _KNN(Recommender):
         t2: float | None = None,
         c1: float | None = None,
         c2: float | None = None,
-        pop1: str | None = None,
-        pop2: str | None = None,
+        pop1: Pop | None = None,
+        pop2: Pop | None = None,
         beta1: float | None = None,
         beta2: float | None = None,
         backend: str | Backend = "auto",
-        dtype: str = "float32",
+        dtype: DType = "float32",
     ) -> None:
         super().__init__(backend=backend, dtype=dtype)
         self.similarity = similarity
@@ -184,11 +219,21 @@ class ItemKNN(SparseItemItem, _KNN):
         The similarity's own parameters, under similaripy's names (``None`` keeps
         similaripy's default). Setting one the similarity does not take is an error.
     backend, dtype:
-        Where scoring runs (``S`` is copied to the backend as a sparse matrix) and its precision.
+        Where ``similar_items`` runs (serving is the sparse top-k) and the precision.
     """
+
+    entry = Entry(
+        "itemknn",
+        variants={sim: {"similarity": sim, **KNN_DEFAULTS[sim], "backend": "numpy"} for sim in SIMILARITIES},
+        spaces={sim: {**KNN_COMMON_SPACE, **KNN_SPACE[sim]} for sim in SIMILARITIES},
+        bench_order=2,
+    )
 
     def _fit(self, X: sp.csr_matrix, show_progress: bool) -> None:
         self._set_weights(self._similarity(X.T.tocsr(), X, show_progress))
+
+    def _item_vectors(self, items: np.ndarray, top: int | None = None) -> sp.csr_matrix:
+        return sp.csr_matrix(self.S_[items])  # each item's k nearest items
 
 
 class UserKNN(_KNN):
@@ -200,10 +245,15 @@ class UserKNN(_KNN):
     Parameters are those of :class:`ItemKNN`.
     """
 
+    entry = Entry("userknn", variants={"": {"backend": "numpy"}}, benched=False)
+    scoring = "sparse"
+
     def _fit(self, X: sp.csr_matrix, show_progress: bool) -> None:
+        self._set_training(X)
+
+    def _set_training(self, X: sp.csr_matrix) -> None:
         self.X_train_ = X
         self.X_train_T_ = X.T.tocsr()
-        self.X_dev_ = self.backend_.sparse_to_device(X, self.dtype_)
         self.n_users_ = X.shape[0]
 
     def _neighbours(self, X: sp.csr_matrix) -> sp.csr_matrix:
@@ -212,12 +262,8 @@ class UserKNN(_KNN):
             return sp.csr_matrix((X.shape[0], self.n_users_), dtype=self.dtype_)
         return self._similarity(X, self.X_train_T_, show_progress=False)
 
-    def _score_batch(self, X: Any, rows: np.ndarray) -> Any:
-        W = self._neighbours(self.backend_.sparse_to_host(X))
-        return (self.backend_.sparse_to_device(W, self.dtype_) @ self.X_dev_).toarray()
-
     def _sparse_factors(
-        self, X: sp.csr_matrix, rows: np.ndarray, columns: np.ndarray | None, candidates: int | None
+        self, X: sp.csr_matrix, columns: np.ndarray | None, candidates: int | None
     ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
         return self._neighbours(X), self.X_train_
 
@@ -232,10 +278,8 @@ class UserKNN(_KNN):
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
         indptr = arrays["X_indptr"]
-        X = sp.csr_matrix(
-            (arrays["X_data"], arrays["X_indices"], indptr), shape=(len(indptr) - 1, self.n_items_)
+        self._set_training(
+            sp.csr_matrix(
+                (arrays["X_data"], arrays["X_indices"], indptr), shape=(len(indptr) - 1, self.n_items_)
+            )
         )
-        self.X_train_ = X
-        self.X_train_T_ = X.T.tocsr()
-        self.X_dev_ = self.backend_.sparse_to_device(X, self.dtype_)
-        self.n_users_ = X.shape[0]

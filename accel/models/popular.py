@@ -8,8 +8,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from accel.backends import Backend
-from accel.models.base import Recommender
-from accel.models.popularity import popularity_factors, popularity_ranking
+from accel.models.base import DType, Recommender
+from accel.models.registry import Entry
+from accel.serving.popular_fallback import popularity_factors, popularity_ranking
 
 
 class TopPopular(Recommender):
@@ -22,27 +23,23 @@ class TopPopular(Recommender):
     interacted with (score 0) are never recommended.
     """
 
-    def __init__(self, backend: str | Backend = "auto", dtype: str = "float32") -> None:
+    entry = Entry("toppop", bench_order=1)
+    scoring = "sparse"
+
+    def __init__(self, backend: str | Backend = "auto", dtype: DType = "float32") -> None:
         super().__init__(backend=backend, dtype=dtype)
 
     def _fit(self, X: sp.csr_matrix, show_progress: bool) -> None:
         self._set_counts(self.popularity_)
 
     def _set_counts(self, counts: np.ndarray) -> None:
-        counts = np.asarray(counts, dtype=self.dtype_)
-        self.counts_ = self.backend_.to_device(counts)
-        self.ranking_ = popularity_ranking(counts)
-        self._counts_host = counts
-
-    def _score_batch(self, X: Any, rows: np.ndarray) -> Any:
-        return self.counts_.reshape(1, -1).repeat(X.shape[0], axis=0)
+        self.counts_ = np.asarray(counts, dtype=self.dtype_)
+        self.ranking_ = popularity_ranking(self.counts_)
 
     def _sparse_factors(
-        self, X: sp.csr_matrix, rows: np.ndarray, columns: np.ndarray | None, candidates: int | None
+        self, X: sp.csr_matrix, columns: np.ndarray | None, candidates: int | None
     ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-        return popularity_factors(
-            self._counts_host, self.ranking_, X.shape[0], columns, candidates, self.dtype_
-        )
+        return popularity_factors(self.counts_, self.ranking_, X.shape[0], columns, candidates, self.dtype_)
 
     def _item_scores(self, item: int) -> Any:
         return self.counts_
@@ -55,4 +52,4 @@ class TopPopular(Recommender):
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
         self._set_counts(np.asarray(arrays["counts"]))
-        self.popularity_ = np.rint(self._counts_host).astype(np.int64)
+        self.popularity_ = np.rint(self.counts_).astype(np.int64)

@@ -28,7 +28,6 @@ from scipy.spatial import cKDTree
 from accel.data.ids import match_ids
 from accel.errors import InputError
 from accel.models.base import Recommender
-from accel.models.ease import PrunedEASE, strongest_in_columns
 from accel.validation import binary_matrix, check_positive_int
 
 #: Layout methods; ``auto`` is cuML on a GPU, else umap-learn.
@@ -36,7 +35,6 @@ LAYOUTS = ("auto", "umap", "cuml", "svd")
 #: EASE fingerprints wider than this keep only their ``FINGERPRINT_TOP`` strongest entries (sparse).
 DENSE_FINGERPRINT_LIMIT = 4096
 FINGERPRINT_TOP = 256
-_CHUNK_BYTES = 1 << 28
 #: Items mapped by default: a larger catalogue is sampled (``sample=None`` maps all).
 MAX_ITEMS = 20_000
 #: Above this many items, sparse fingerprints are first reduced to ``REDUCED_DIMS`` dense
@@ -54,22 +52,12 @@ Layout = Callable[[Any, int, int], np.ndarray]
 
 
 def item_fingerprints(model: Recommender, items: np.ndarray) -> np.ndarray | sp.csr_matrix:
-    """One row per item of ``items`` (indices): what ``model`` learned about that item."""
-    if hasattr(model, "B_"):
-        n = int(model.n_items_)
-        if n <= DENSE_FINGERPRINT_LIMIT:
-            return np.ascontiguousarray(np.asarray(model.backend_.to_host(model.B_[:, items]), np.float32).T)
-        step = max(1, _CHUNK_BYTES // (4 * n))  # columns copied to the host at a time
-        F = strongest_in_columns(model.B_, FINGERPRINT_TOP, model.backend_, items, block=step)
-        return F.astype(np.float32)
-    if isinstance(model, PrunedEASE):  # B's columns, pruned: the items that lead to each item
-        return sp.csr_matrix(model.S_[:, items].T, dtype=np.float32)
-    if hasattr(model, "S_"):
-        return sp.csr_matrix(model.S_[items], dtype=np.float32)
-    raise InputError(
-        f"a {type(model).__name__} has no item-item weights to map: use EASE or ItemKNN "
-        "(UserKNN and TopPopular learn nothing per item)"
-    )
+    """One float32 row per item of ``items`` (indices): what ``model`` learned about that item."""
+    top = FINGERPRINT_TOP if model.n_items_ > DENSE_FINGERPRINT_LIMIT else None
+    vectors = model._item_vectors(np.asarray(items), top)
+    if sp.issparse(vectors):
+        return sp.csr_matrix(vectors, dtype=np.float32)
+    return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
 def _unit_rows(features: Any) -> sp.csr_matrix:

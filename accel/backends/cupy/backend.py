@@ -447,9 +447,11 @@ class CupyBackend(Backend):
 
     def _assign_rows(self, X: Any, out: Array, data: Array | None, value: float) -> None:
         """The ``csr_rows_assign`` kernel: ``data`` where given, else ``value``."""
+        if out.ndim != 2 or X.shape[0] > out.shape[0] or X.shape[1] > out.shape[1]:
+            raise ValueError(f"a CSR of shape {X.shape} does not fit a dense operand of shape {out.shape}")
         if X.shape[0] == 0 or X.nnz == 0:
             return
-        if out.ndim != 2 or out.strides[1] != out.itemsize or out.strides[0] % out.itemsize:
+        if out.strides[1] != out.itemsize or out.strides[0] % out.itemsize:
             raise ValueError("the dense operand must have unit column stride")
         dtype = np.dtype(out.dtype)
         kernel = row_kernel("csr_rows_assign", dtype, np.dtype(X.indices.dtype), self.device_id)

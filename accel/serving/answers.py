@@ -1,4 +1,4 @@
-"""Recommendations and similar items in the log's own ids, as DataFrames, from any fitted model."""
+"""Recommendations and similar items in a log's own ids, as DataFrames, from any fitted model."""
 
 from __future__ import annotations
 
@@ -10,17 +10,16 @@ import scipy.sparse as sp
 
 from accel.data.ids import lookup_ids, match_ids
 from accel.errors import InputError
+from accel.serving.popular_fallback import UnknownUsers
+from accel.serving.table import long_table
 from accel.validation import binary_matrix
-
-#: Filters of ``recommend`` that the id-level calls take as ids.
-FILTER_KINDS = ("allowed", "forbidden")
 
 if TYPE_CHECKING:
     from accel.data.interactions import Interactions
     from accel.models.base import Recommender
 
-#: The ``source`` column: scored by the model, or the popularity fallback for a user with no known items.
-SOURCES = ("model", "popular")
+#: Filters of ``recommend`` that the id-level calls take as ids.
+FILTER_KINDS = ("allowed", "forbidden")
 
 
 def model_item_ids(model: Recommender, fallback: np.ndarray | None = None) -> np.ndarray:
@@ -72,7 +71,7 @@ def recommendations_frame(
     item_ids: np.ndarray,
     k: int = 10,
     exclude_seen: bool = True,
-    unknown_users: str = "popular",
+    unknown_users: UnknownUsers = "popular",
     show_progress: bool = False,
     filters: dict[str, object] | None = None,
 ) -> pd.DataFrame:
@@ -90,17 +89,7 @@ def recommendations_frame(
         unknown_users=unknown_users,
         **(filters or {}),
     )
-    width = ids.shape[1]
-    keep = (ids >= 0).ravel()
-    return pd.DataFrame(
-        {
-            "user": np.repeat(np.asarray(user_ids), width)[keep],
-            "item": np.asarray(item_ids)[ids.ravel()[keep]],
-            "rank": np.tile(np.arange(1, width + 1, dtype=np.int32), len(ids))[keep],
-            "score": scores.ravel()[keep],
-            "source": row_sources(X, width)[keep],
-        }
-    )
+    return pd.DataFrame(long_table(ids, scores, X, user_ids, item_ids))
 
 
 def id_filter(
@@ -153,11 +142,6 @@ def id_filters(
     }
 
 
-def row_sources(X: sp.csr_matrix, k: int) -> np.ndarray:
-    """The ``source`` of each of the ``k`` results of every row of ``X``, flattened row by row."""
-    return np.repeat(np.where(np.diff(X.indptr) == 0, SOURCES[1], SOURCES[0]).astype(object), k)
-
-
 def items_row(item_ids: np.ndarray, items: object) -> sp.csr_matrix:
     """One user's row over the model's items from their item ids (an unknown id is an error)."""
     given = [] if items is None else items
@@ -174,3 +158,50 @@ def similar_frame(model: Recommender, item_ids: np.ndarray, item: object, k: int
     return pd.DataFrame(
         {"rank": np.arange(1, len(ids) + 1, dtype=np.int32), "item": item_ids[ids], "score": scores}
     )
+
+
+class LogAnswers:
+    """A model's answers in the ids of interaction log ``inter`` (what ``Interactions.recommend*`` return)."""
+
+    def __init__(self, model: Recommender, inter: Interactions) -> None:
+        self.model = model
+        self.inter = inter
+        self.item_ids = model_item_ids(model, inter.item_ids)
+
+    def recommend(
+        self,
+        users: object = None,
+        k: int = 10,
+        exclude_seen: bool = True,
+        unknown_users: UnknownUsers = "popular",
+        show_progress: bool = False,
+        allowed_items: object = None,
+        forbidden_items: object = None,
+    ) -> pd.DataFrame:
+        """``user, item, rank, score, source`` for ``users`` (log ids; default all) from their history."""
+        X, user_ids, _ = history_matrix(self.item_ids, self.inter, users)
+        filters = id_filters(self.item_ids, user_ids, allowed_items, forbidden_items)
+        return recommendations_frame(
+            self.model, X, user_ids, self.item_ids, k, exclude_seen, unknown_users, show_progress, filters
+        )
+
+    def recommend_from_items(
+        self,
+        items: object,
+        k: int = 10,
+        exclude_seen: bool = True,
+        unknown_users: UnknownUsers = "popular",
+        allowed_items: object = None,
+        forbidden_items: object = None,
+    ) -> pd.DataFrame:
+        """``item, rank, score, source`` for a new user who has ``items`` (item ids)."""
+        X = items_row(self.item_ids, items)
+        filters = id_filters(self.item_ids, None, allowed_items, forbidden_items)
+        frame = recommendations_frame(
+            self.model, X, np.array([None]), self.item_ids, k, exclude_seen, unknown_users, filters=filters
+        )
+        return frame.drop(columns="user")
+
+    def similar_items(self, item: object, k: int = 10) -> pd.DataFrame:
+        """``rank, item, score`` of the ``k`` items most similar to item id ``item``."""
+        return similar_frame(self.model, self.item_ids, item, k)

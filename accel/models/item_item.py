@@ -13,11 +13,13 @@ from accel.models.base import Recommender
 class SparseItemItem(Recommender):
     """Shared state and scoring of models with sparse item-item weights ``S_`` (items × items).
 
-    ``S_`` stays on the host for the sparse top-k (the host's cores) and is
-    copied to the backend only for the dense ``similar_items`` path; it is saved
-    as its three CSR arrays (column indices as 2-byte integers up to 65,536 items;
-    a memory-mapped ``S`` is read into memory on load).
+    ``S_`` stays on the host for the sparse top-k (the host's cores); one row of it
+    goes to the backend for ``similar_items``. It is saved as its three CSR arrays
+    (column indices as 2-byte integers up to 65,536 items; a memory-mapped ``S`` is
+    read into memory on load).
     """
+
+    scoring = "sparse"
 
     def _set_weights(self, S: sp.csr_matrix) -> None:
         S = sp.csr_matrix(S, dtype=self.dtype_)
@@ -25,18 +27,14 @@ class SparseItemItem(Recommender):
             S = S.copy()  # indices are sorted in place: a memory-mapped S is read once
         S.sort_indices()
         self.S_ = S
-        self.S_dev_ = self.backend_.sparse_to_device(S, self.dtype_)
-
-    def _score_batch(self, X: Any, rows: np.ndarray) -> Any:
-        return (X @ self.S_dev_).toarray()
 
     def _sparse_factors(
-        self, X: sp.csr_matrix, rows: np.ndarray, columns: np.ndarray | None, candidates: int | None
+        self, X: sp.csr_matrix, columns: np.ndarray | None, candidates: int | None
     ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
         return X, self.S_
 
     def _item_scores(self, item: int) -> Any:
-        return self.backend_.to_device(self.S_[item].toarray().ravel())
+        return self.S_[item].toarray().ravel()
 
     def _state(self) -> dict[str, Any]:
         # Column indices in the narrowest integer type that holds them: 2 bytes up to 65,536 items.

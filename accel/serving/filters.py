@@ -15,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from accel.errors import InputError
-from accel.validation import as_interactions, check_item_indices
+from accel.validation import as_binary_csr, check_item_indices
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class CandidateFilters:
             if value is None:
                 continue
             if sp.issparse(value):
-                matrix = as_interactions(value, n_items=n_items, name=f"{name}_items")
+                matrix = as_binary_csr(value, n_items=n_items, name=f"{name}_items")
                 if matrix.shape[0] != n_rows:
                     raise InputError(
                         f"{name}_items as a matrix needs one row per scored user ({n_rows:,}), "

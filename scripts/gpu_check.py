@@ -548,6 +548,8 @@ def predict_largest(run: Run, gpu: Device, sizes: Sizes) -> None:
 
 def gpu_steps(run: Run, gpu: Device, sizes: Sizes, batch_size: int | None) -> None:
     """Every measured step after the environment, in order of value, each through :meth:`Run.step`."""
+    from accel.serving.topk import default_batch_size
+
     summary, details = run.summary, run.details
     needs = dict(sizes.seconds)
     logs = Logs(sizes.users, gpu.xp)
@@ -582,7 +584,7 @@ def gpu_steps(run: Run, gpu: Device, sizes: Sizes, batch_size: int | None) -> No
         summary["gram_1m_100k_s"] = exact["fit_timings"]["gram"]
         summary["fit_100k_fp32_s"] = exact["fit_s"]
         summary["max_items_fitted"] = summary["max_items_fitted"] or sizes.large
-        batch = batch_size or model.default_batch_size()
+        batch = batch_size or default_batch_size(model)
         ids, summary["top10_1m_100k_s"] = top10(gpu, model, X, batch_size=batch)
         rows = rescore_rows(X.shape[0], batch)
         check = rescore(model.B_, gpu.exact, X, rows, ids)

@@ -171,7 +171,7 @@ def tune(
     if search not in SEARCHES:
         raise InputError(f"unknown search {search!r}; choose one of {', '.join(SEARCHES)}")
     if search == "optuna" and not optuna_available():
-        raise InputError("search='optuna' needs Optuna: pip install 'accel[tune]' (or use grid or random)")
+        raise InputError("search='optuna' needs Optuna: pip install optuna (or use grid or random)")
     check_positive_int("n_trials", n_trials)
     check_positive_int("grid_points", grid_points)
     parse_metric(metric)

@@ -17,7 +17,7 @@ from accel.data.loaders import movielens_items
 from accel.plots import draw_item_map, item_fingerprints, item_map, neighbourhood_purity
 
 needs_umap = pytest.mark.skipif(
-    importlib.util.find_spec("umap") is None, reason="umap-learn is not installed (pip install 'accel[map]')"
+    importlib.util.find_spec("umap") is None, reason="umap-learn is not installed (pip install umap-learn)"
 )
 
 

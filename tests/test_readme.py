@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -49,3 +51,24 @@ def test_python_example_runs(tmp_path, monkeypatch):
     recs = namespace["recs"]
     assert list(recs.columns) == ["user", "item", "rank", "score", "source"]
     assert set(recs["user"]) == {"u1", "u2"} and set(recs["item"]) <= set(articles)
+
+
+def _documents() -> dict[str, str]:
+    """README.md and every page under docs/, by path."""
+    paths = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    return {str(p.relative_to(ROOT)): p.read_text() for p in paths}
+
+
+def test_distribution_has_its_own_name():
+    """`accel` on the package index is another project: the distribution is named otherwise."""
+    tomllib = pytest.importorskip("tomllib", reason="tomllib needs Python 3.11")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["name"] not in ("accel", "Accel")
+    assert all(project["name"] in extra for extra in project["optional-dependencies"]["dev"][:1])
+
+
+def test_install_lines_name_the_checkout():
+    """Every `pip install` of accel with extras installs from a path, never a name on the index."""
+    for name, text in _documents().items():
+        for target in re.findall(r"pip install (?:-e )?[\"']?([\w./-]*\[[\w,-]+\])", text):
+            assert target.startswith((".", "/")), f"{name}: pip install {target} is not a local path"

@@ -52,7 +52,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--layout",
         choices=LAYOUTS,
         default="auto",
-        help="umap (umap-learn, pip install 'accel[map]'), cuml (GPU), svd (linear, no extra), "
+        help="umap (umap-learn: pip install umap-learn), cuml (GPU), svd (linear, no extra), "
         "auto: cuml on a GPU, else umap (default)",
     )
     parser.add_argument("--neighbors", type=int, default=15, help="UMAP's n_neighbors (default 15)")

@@ -142,7 +142,7 @@ def resolve_layout(layout: str | Layout) -> tuple[str, Layout]:
         layout = "cuml" if _gpu_umap_available() else "umap"
     if layout == "umap" and importlib.util.find_spec("umap") is None:
         raise InputError(
-            "the UMAP layout needs umap-learn: pip install 'accel[map]' (or use the linear layout 'svd')"
+            "the UMAP layout needs umap-learn: pip install umap-learn (or use the linear layout 'svd')"
         )
     if layout == "cuml" and importlib.util.find_spec("cuml") is None:
         raise InputError("the cuml layout needs RAPIDS cuML and a GPU (or use 'umap' or 'svd')")

@@ -177,6 +177,29 @@ def test_cli_map_errors_exit_2_in_one_line(saved_models, capsys, monkeypatch, ex
     assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
 
 
+@pytest.mark.parametrize("suffix", [".png", ".svg", ".pdf", ".html"])
+def test_cli_map_replaces_only_its_own_pictures_and_coordinates(saved_models, capsys, suffix):
+    """A picture or table accel did not write is refused and kept; accel's own are replaced."""
+    folder = saved_models
+    picture, coords = folder / f"holiday{suffix}", folder / "mycoords.csv"
+    command = ["map", str(folder / "ease"), "--layout", "svd", "-q"]
+    picture.write_bytes(b"the user's own picture")
+    code = main([*command, "--out", str(picture)])
+    err = capsys.readouterr().err
+    assert code == 2 and "refusing to replace" in err and len(err.strip().splitlines()) == 1, err
+    assert picture.read_bytes() == b"the user's own picture"
+    picture.unlink()
+    coords.write_text("a,b\n1,2\n")
+    code = main([*command, "--out", str(picture), "--coords", str(coords)])
+    assert code == 2 and "refusing to replace" in capsys.readouterr().err
+    assert coords.read_text() == "a,b\n1,2\n" and not picture.exists()
+    coords.unlink()
+    assert main([*command, "--out", str(picture), "--coords", str(coords)]) == 0
+    first = picture.stat().st_ino
+    assert main([*command, "--out", str(picture), "--coords", str(coords)]) == 0, capsys.readouterr().err
+    assert picture.stat().st_ino != first and list(pd.read_csv(coords).columns)[:3] == ["item", "x", "y"]
+
+
 def test_cli_map_refuses_models_without_item_weights(saved_models, capsys):
     code = main(
         ["map", str(saved_models / "toppop"), "--layout", "svd", "--out", str(saved_models / "t.png")]

@@ -80,40 +80,49 @@ def apply_filters(inter: Interactions, args: argparse.Namespace) -> Interactions
 
 def check_output_path(
     path: str | os.PathLike[str],
-    suffixes: tuple[str, ...] | None = None,
-    written_by_accel: Callable[[Path], bool] | None = None,
+    suffixes: tuple[str, ...] | None,
+    written_by_accel: Callable[[Path], bool],
 ) -> Path:
     """Fail before any work when ``path`` cannot be written (missing or read-only folder, bad suffix).
 
-    With ``written_by_accel``, an existing file there is replaced only when that
-    says accel wrote it; anything else is refused and left untouched.
+    Every output file of every command goes through here: an existing file is
+    replaced only when ``written_by_accel`` says accel wrote it; anything else is
+    refused and left untouched.
     """
     path = Path(path)
     if suffixes is not None and path.suffix.lower() not in suffixes:
         raise InputError(f"output {path} must end in {', '.join(suffixes)}")
     check_writable_folder(path.parent, path)
-    if path.is_dir() and suffixes is not None:
+    if path.is_dir():
         raise InputError(f"cannot write {path}: it is a folder")
-    if written_by_accel is not None and path.exists() and not written_by_accel(path):
+    if path.exists() and not written_by_accel(path):
         raise InputError(
             f"refusing to replace {path}: accel did not write it; remove it or choose another name"
         )
     return path
 
 
-def is_recommendations_table(path: Path) -> bool:
-    """Whether ``path`` is a table ``accel recommend`` wrote (its columns start user, item, rank, score)."""
+def table_columns(path: Path) -> list[str]:
+    """The column names of a Parquet or CSV table (empty when it cannot be read as one)."""
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
             import pyarrow.parquet as pq
 
-            names = pq.read_schema(path).names
-        else:
-            with open(path, encoding="utf-8") as f:
-                names = f.readline().rstrip("\r\n").split(",")
+            return list(pq.read_schema(path).names)
+        with open(path, encoding="utf-8") as f:
+            return f.readline().rstrip("\r\n").split(",")
     except Exception:
-        return False
-    return names[: len(RECOMMENDATION_COLUMNS)] == list(RECOMMENDATION_COLUMNS)
+        return []
+
+
+def is_recommendations_table(path: Path) -> bool:
+    """Whether ``path`` is a table ``accel recommend`` wrote (its columns start user, item, rank, score)."""
+    return table_columns(path)[: len(RECOMMENDATION_COLUMNS)] == list(RECOMMENDATION_COLUMNS)
+
+
+def is_coordinates_table(path: Path) -> bool:
+    """Whether ``path`` is a table ``accel map --coords`` wrote (its columns start item, x, y)."""
+    return table_columns(path)[:3] == ["item", "x", "y"]
 
 
 def is_json_with(path: Path, keys: tuple[str, ...]) -> bool:

@@ -311,6 +311,11 @@ def test_every_out_is_checked_before_any_work(capsys, log, tmp_path, monkeypatch
     assert (tmp_path / "notes.txt").read_text() == "mine" and (
         tmp_path / "results.md"
     ).read_text() == "my results"
+    (tmp_path / "results.md").unlink()
+    (tmp_path / "sweep_time.png").write_bytes(b"my picture")
+    code, err = run_cli(capsys, "bench", "--out", ".")
+    assert_refused(code, err, "sweep_time.png")
+    assert (tmp_path / "sweep_time.png").read_bytes() == b"my picture"
 
 
 def test_a_folder_nobody_can_write_is_refused_before_any_work(capsys, log, tmp_path):
@@ -323,6 +328,7 @@ def test_a_folder_nobody_can_write_is_refused_before_any_work(capsys, log, tmp_p
         ["fit", missing, "--out", "/proc/accel-model"],
         ["recommend", str(tmp_path / "m"), missing, "--out", "/proc/recs.csv"],
         ["bench", "--quick", "--out", "/proc/accel-bench"],
+        ["recommend", str(tmp_path / "m"), missing, "--workers", "2", "--out", "/proc/accel-run"],
     ):
         code, err = run_cli(capsys, *args)
         assert_refused(code, err, "/proc is not writable")

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from accel.atomic import atomic_file, remove_abandoned_files
+from accel.atomic import atomic_file, check_writable_folder, remove_abandoned_files
 from accel.errors import InputError
 
 MANIFEST = "_accel_run.json"
@@ -117,11 +117,9 @@ def check_run_folder(folder: str | os.PathLike[str], overwrite: bool) -> Path:
     if folder.exists() and not folder.is_dir():
         raise InputError(f"output path {folder} exists and is not a folder")
     if not folder.exists():
-        if not folder.parent.is_dir():
-            raise InputError(f"cannot create {folder}: folder {folder.parent} does not exist")
+        check_writable_folder(folder.parent, folder)
         return folder
-    if not os.access(folder, os.W_OK):
-        raise InputError(f"cannot write to {folder}: the folder is not writable")
+    check_writable_folder(folder, folder)
     if not overwrite and read_manifest(folder) is None:
         others = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
         if others:

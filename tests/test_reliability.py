@@ -21,6 +21,7 @@ from conftest import random_interactions
 
 from accel.atomic import CURRENT, VERSION_PREFIX, atomic_file
 from accel.cli import main
+from accel.distributed.run_output import check_run_folder
 from accel.errors import InputError
 from accel.models.base import load_model
 from accel.models.ease import EASE
@@ -302,7 +303,11 @@ def test_every_out_is_checked_before_any_work(capsys, log, tmp_path, monkeypatch
         code, err = run_cli(capsys, "recommend", "m", missing, "--out", out)
         assert_refused(code, err, out)
     code, err = run_cli(capsys, "recommend", "m", missing, "--workers", "1", "--out", ".")
-    assert_refused(code, err, "--overwrite")
+    assert_refused(code, err, "pass --overwrite")
+    assert "overwrite=True" not in err and "Python" not in err
+    with pytest.raises(InputError, match="pass overwrite=True") as refused:
+        check_run_folder(tmp_path, overwrite=False)
+    assert "--overwrite" not in str(refused.value)
     code, err = run_cli(capsys, "tune", "--out", "notes.txt")
     assert_refused(code, err, "notes.txt")
     (tmp_path / "results.md").write_text("my results")

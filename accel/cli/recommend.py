@@ -28,7 +28,7 @@ from accel.data.serving import (
     model_item_ids,
     recommendations_frame,
 )
-from accel.distributed.cli_options import add_dask_args, recommend_with_dask, wants_dask
+from accel.distributed.cli_options import add_dask_args, recommend_with_dask, wants_dask, with_cli_hint
 from accel.distributed.run_output import check_run_folder
 from accel.errors import InputError
 from accel.models.base import UNKNOWN_USERS, Recommender
@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--scheduler / --workers score the users of a log: give INPUT, not --items")
     out = None
     if wants_dask(args) and args.out:
-        check_run_folder(args.out, args.overwrite)
+        with_cli_hint(check_run_folder)(args.out, args.overwrite)
     elif args.out:
         out = check_output_path(args.out, OUTPUT_SUFFIXES, is_recommendations_table)
     model = load_saved_model(args.model_dir, backend=args.backend)

@@ -30,7 +30,7 @@ def add_dask_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _with_cli_hint(function: Any) -> Any:
+def with_cli_hint(function: Any) -> Any:
     """``function`` with the Python advice in its errors (``overwrite=True``) given as the option."""
 
     def call(*args: Any, **kwargs: Any) -> Any:
@@ -66,7 +66,7 @@ def recommend_with_dask(
     source = args.model_dir if args.backend is None else model
     client = connect(args.scheduler, args.workers, timeout=args.timeout)
     try:
-        manifest = _with_cli_hint(recommend_to_parquet)(
+        manifest = with_cli_hint(recommend_to_parquet)(
             source,
             X,
             args.out,

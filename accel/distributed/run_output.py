@@ -28,7 +28,7 @@ MANIFEST = "_accel_run.json"
 PART_GLOB = "part-*.parquet"
 _PART_NAME = re.compile(r"part-\d+\.parquet")
 #: How to replace an earlier run, for the command line and for Python.
-_OVERWRITE = "choose another folder, or overwrite it (--overwrite; overwrite=True in Python)"
+_OVERWRITE = "choose another folder, or pass overwrite=True to replace its run"
 #: Rows of each learned array hashed into a model's fingerprint.
 _SAMPLED_ROWS = 64
 #: Elements of each 1-D array hashed into a fingerprint.

@@ -261,6 +261,61 @@ def test_unreachable_scheduler_fails_fast_with_a_clear_error():
     assert time.perf_counter() - start < 10
 
 
+@pytest.fixture
+def http_port():
+    """A plain HTTP server on a loopback port: it accepts connections but does not speak Dask."""
+    import http.server
+    import threading
+
+    class Quiet(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def _within(seconds: float, function, *args):
+    """``function(*args)``'s result or exception, or fail when it is still running after ``seconds``."""
+    import threading
+
+    outcome: dict[str, object] = {}
+
+    def call():
+        try:
+            outcome["value"] = function(*args)
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still waiting after {seconds} s"
+    return outcome
+
+
+def test_a_server_that_is_not_a_scheduler_fails_within_the_timeout(http_port):
+    start = time.perf_counter()
+    outcome = _within(30, lambda: connect(f"tcp://127.0.0.1:{http_port}", timeout=1))
+    assert isinstance(outcome.get("error"), SchedulerUnreachableError), outcome
+    assert "not identify itself as a Dask scheduler within 1 s" in str(outcome["error"])
+    assert time.perf_counter() - start < 10
+
+
+def test_cli_recommend_on_a_server_that_is_not_a_scheduler_exits_2(http_port, cli_model, tmp_path, capsys):
+    from accel.cli import main
+
+    log, model_dir = cli_model
+    args = ["recommend", str(model_dir), str(log), "--out", str(tmp_path / "recs"), "-q"]
+    outcome = _within(30, main, [*args, "--scheduler", f"tcp://127.0.0.1:{http_port}", "--timeout", "1"])
+    err = capsys.readouterr().err
+    assert outcome.get("value") == 2 and len(err.strip().splitlines()) == 1, (outcome, err)
+    assert "not identify itself as a Dask scheduler" in err and not (tmp_path / "recs").exists()
+
+
 def test_connect_rejects_bad_arguments():
     with pytest.raises(InputError, match="bad scheduler address"):
         connect("no port here", timeout=1)

@@ -210,7 +210,7 @@ def test_bad_input_fails_cleanly(capsys, log_file, model_dir, tmp_path):
         (["fit", str(csv), *cols, "--min-user", "1000", "--out", str(out)], "no interactions left"),
         (["fit", str(bad_dates), *cols, "--time-col", "t_dat", "--out", str(out)], "not a date"),
         (["fit", str(tmp_path / "nope.csv"), *cols, "--out", str(out)], "does not exist"),
-        (["fit", str(csv), *cols, "--out", str(tmp_path / "no" / "such" / "dir")], "does not exist"),
+        (["fit", str(csv), *cols, "--out", str(csv / "such" / "dir")], "is a file, not a folder"),
         (["evaluate", str(csv), *cols, "--time-col", "t_dat", "--window", "soon"], "duration"),
         (["similar", str(model_dir), "999999"], "unknown item id '999999'"),
         (["similar", str(model_dir), "abc"], "unknown item id 'abc'"),

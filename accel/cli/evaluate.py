@@ -31,7 +31,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_input_args(parser)
     add_filter_args(parser)
     parser.add_argument("--split", choices=("chronological", "fraction"), default="chronological")
-    parser.add_argument("--window", default="180D", help="predict window length (default 180D)")
+    parser.add_argument(
+        "--window",
+        default="180D",
+        help="predict window length with its unit: 180D days, 12h hours (default 180D)",
+    )
     parser.add_argument(
         "--train-window",
         default=None,

@@ -228,3 +228,16 @@ def test_bad_input_fails_cleanly(capsys, log_file, model_dir, tmp_path):
     assert not out.exists()
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
     assert leftovers == []
+
+
+def test_version_and_a_file_given_as_model_dir(capsys, model_dir, tmp_path):
+    import accel
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"accel {accel.__version__}"
+    not_a_folder = tmp_path / "model.txt"
+    not_a_folder.write_text("x")
+    assert main(["similar", str(not_a_folder), "1"]) == 2
+    err = capsys.readouterr().err
+    assert "is a file; MODEL_DIR is the folder" in err and "does not exist" not in err

@@ -24,6 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="accel",
         description="Train, serve and benchmark EASE and KNN item-item recommenders.",
     )
+    from accel import __version__
+
+    parser.add_argument("--version", action="version", version=f"accel {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in SUBCOMMANDS:
         importlib.import_module(f"accel.cli.{name}").add_parser(subparsers)

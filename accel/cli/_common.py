@@ -145,6 +145,8 @@ def write_table(frame: pd.DataFrame, path: Path) -> None:
 
 def load_saved_model(path: str | os.PathLike[str], backend: str | None = None) -> Recommender:
     """A model saved by ``accel fit`` (one that carries its item ids)."""
+    if Path(path).exists() and not Path(path).is_dir():
+        raise InputError(f"{path} is a file; MODEL_DIR is the folder `accel fit --out` wrote")
     if not Path(path).is_dir():
         raise InputError(f"model folder {path} does not exist")
     model = load_model(path, backend=backend)

@@ -120,9 +120,9 @@ def test_split_errors(inter):
 
 @pytest.mark.parametrize("window", ["30", 30, " 7 ", 2.5])
 def test_a_window_without_unit_is_refused_not_read_as_nanoseconds(inter, window):
-    with pytest.raises(InputError, match="has no unit: write e.g."):
+    with pytest.raises(InputError, match=r"has no unit: write e\.g\."):
         chronological_splits(inter, window=window)
-    with pytest.raises(InputError, match="train_window .* has no unit"):
+    with pytest.raises(InputError, match=r"train_window .* has no unit"):
         chronological_splits(inter, window="30D", train_window=window)
 
 

@@ -177,6 +177,23 @@ def test_ml100k_subprocess_end_to_end(ml100k_dir, tmp_path):
     assert test["EASE(l2=500)"]["precision@10"] > test["TopPopular"]["precision@10"]
 
 
+def test_evaluate_picks_l2_by_the_metric_it_names(capsys, log_file):
+    """--metric chooses λ on valid (the l2 with the best valid value of it), and the report says so."""
+    base = ["evaluate", str(log_file), "--user-col", "customer", "--item-col", "article", "--time-col",
+            "t_dat", "--l2", "1", "50", "5000", "--k", "5", "20", "--backend", "numpy"]  # fmt: skip
+    for metric in ("coverage@20", "precision@5"):
+        code, out, err = run_cli(capsys, *base, "--metric", metric, "--json", "-q")
+        assert code == 0, err
+        report = json.loads(out)
+        valid = report["results"]["valid"]
+        best = max((1, 50, 5000), key=lambda l2: valid[f"EASE(l2={l2:g})"][metric])
+        assert report["best_l2"] == best and report["selected_by"] == metric
+    code, table, err = run_cli(capsys, *base)
+    assert code == 0 and "(by ndcg@20)" in table and "fitting and scoring EASE(l2=50)" in err
+    code, _, err = run_cli(capsys, *base, "--metric", "ndcg@12")
+    assert code == 2 and "must be one of" in err and err.count("\n") == 1
+
+
 @pytest.mark.parametrize("command", ["fit", "recommend", "evaluate", "similar"])
 def test_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:

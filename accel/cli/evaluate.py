@@ -51,6 +51,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help=f"EASE λ value(s) (default {DEFAULT_L2:g}); for --similarity s_plus, its one l2",
     )
     parser.add_argument("--k", type=int, nargs="+", default=[10], help="cut-off(s) (default 10)")
+    parser.add_argument(
+        "--metric",
+        default=None,
+        help="what picks the best --l2 on valid, e.g. map@12 or recall@20 (default: ndcg at the largest --k)",
+    )
     parser.add_argument("--backend", default="auto", help="auto, numpy or cupy (default auto)")
     parser.add_argument("--dtype", default="float32", help="float32 or float64 (default float32)")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
@@ -60,7 +65,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _score(name: str, l2: float | None, split: Split, args: argparse.Namespace) -> dict[str, float]:
     model = model_from_args(args, l2=l2, name=name)
+    if not args.quiet:
+        print(
+            f"accel evaluate: fitting and scoring {type(model).__name__}"
+            + (f"(l2={l2:g})" if l2 is not None and name == "ease" else "")
+            + f" on {split.train.shape[1]:,} items, {len(split.test_users):,} test users",
+            file=sys.stderr,
+        )
     return evaluate_split(model, split, ks=args.k, show_progress=not args.quiet)
+
+
+def selection_metric(args: argparse.Namespace) -> str:
+    """The ``metric@k`` that picks λ on the validation split (checked before any work)."""
+    metric = args.metric or f"ndcg@{max(args.k)}"
+    name, _, k = metric.partition("@")
+    if name not in METRICS or not k.isdigit() or int(k) not in args.k:
+        raise InputError(
+            f"--metric {metric!r} must be one of {', '.join(METRICS)} at one of the --k values "
+            f"({', '.join(map(str, args.k))}), e.g. {METRICS[2]}@{args.k[0]}"
+        )
+    return metric
 
 
 def _knn_l2(args: argparse.Namespace) -> float | None:
@@ -81,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
     if args.model != "ease" and args.l2 and len(args.l2) > 1:
         raise InputError(f"several --l2 values are searched for EASE only, not --model {args.model}")
     label = None if args.model == "ease" else _label(args)
+    target = selection_metric(args)
     l2s = args.l2 or [DEFAULT_L2]
     inter = apply_filters(
         read_interactions(args.input, args.user_col, args.item_col, args.time_col, args.input_format), args
@@ -106,7 +131,6 @@ def run(args: argparse.Namespace) -> int:
         else:
             rows = {f"EASE(l2={l2:g})": _score("ease", l2, split, args) for l2 in test_l2s}
             if name == "valid":
-                target = f"ndcg@{max(args.k)}"
                 best_l2 = max(l2s, key=lambda l2: rows[f"EASE(l2={l2:g})"][target])
                 test_l2s = [best_l2]
         if args.model != "toppop":
@@ -119,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
         "n_interactions": len(inter),
         "splits": {name: split.describe() for name, split in splits.items()},
         "best_l2": best_l2 if "valid" in splits and label is None else None,
+        "selected_by": target if "valid" in splits and label is None else None,
         "results": results,
     }
     if args.json:
@@ -138,7 +163,7 @@ def format_report(report: dict, ks: list[int]) -> str:
     ]
     lines += [f"{name}: {text}" for name, text in report["splits"].items()]
     if report["best_l2"] is not None:
-        lines.append(f"best l2 on valid: {report['best_l2']:g}")
+        lines.append(f"best l2 on valid: {report['best_l2']:g} (by {report['selected_by']})")
     width = max(len(model) for rows in report["results"].values() for model in rows)
     lines.append(f"{'split':<6} {'model':<{width}} " + " ".join(f"{c:>12}" for c in columns))
     for split, rows in report["results"].items():

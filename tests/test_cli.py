@@ -258,3 +258,14 @@ def test_version_and_a_file_given_as_model_dir(capsys, model_dir, tmp_path):
     assert main(["similar", str(not_a_folder), "1"]) == 2
     err = capsys.readouterr().err
     assert "is a file; MODEL_DIR is the folder" in err and "does not exist" not in err
+
+
+def test_quiet_keeps_the_one_result_line(capsys, log_file, tmp_path):
+    cols = ["--user-col", "customer", "--item-col", "article"]
+    assert main(["fit", str(log_file), *cols, "--backend", "numpy", "--out", str(tmp_path / "m"), "-q"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("fitted EASE") and "saved to" in err
+    out = tmp_path / "recs.csv"
+    assert main(["recommend", str(tmp_path / "m"), str(log_file), "--out", str(out), "-q"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("wrote ") and str(out) in err

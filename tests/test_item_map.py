@@ -213,7 +213,7 @@ def test_missing_umap_is_a_clear_error(ease, monkeypatch):
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name: None if name in ("umap", "cuml") else real(name)
     )
-    with pytest.raises(InputError, match=r"pip install 'accel\[map\]'"):
+    with pytest.raises(InputError, match=r"pip install umap-learn"):
         item_map(ease, layout="auto")
 
 

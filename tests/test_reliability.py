@@ -176,6 +176,7 @@ def test_recommend_killed_mid_parquet_keeps_earlier_recommendations(X, tmp_path,
     rows, cols = X.nonzero()
     pd.DataFrame({"user_id": rows, "item_id": cols}).to_csv(log, index=False)
     assert main(["fit", str(log), "--backend", "numpy", "--out", str(tmp_path / "m"), "-q"]) == 0
+    capsys.readouterr()
     out = tmp_path / "recs.parquet"
     assert main(["recommend", str(tmp_path / "m"), str(log), "--out", str(out), "-q"]) == 0
     before = pd.read_parquet(out)
@@ -299,6 +300,7 @@ def test_every_out_is_checked_before_any_work(capsys, log, tmp_path, monkeypatch
     code, err = run_cli(capsys, "fit", missing, "--out", ".")
     assert_refused(code, err, "did not write", "log.csv")
     assert main(["fit", str(log), "--backend", "numpy", "--out", "m", "-q"]) == 0
+    capsys.readouterr()
     for out in (".", "notes.txt", "log.csv"):
         code, err = run_cli(capsys, "recommend", "m", missing, "--out", out)
         assert_refused(code, err, out)
@@ -329,6 +331,7 @@ def test_a_folder_nobody_can_write_is_refused_before_any_work(capsys, log, tmp_p
         pytest.skip("needs /proc (Linux), a folder that takes no files even from root")
     missing = str(tmp_path / "no-such-log.csv")  # read only after the output check
     assert main(["fit", str(log), "--backend", "numpy", "--out", str(tmp_path / "m"), "-q"]) == 0
+    capsys.readouterr()
     for args in (
         ["fit", missing, "--out", "/proc/accel-model"],
         ["recommend", str(tmp_path / "m"), missing, "--out", "/proc/recs.csv"],
@@ -343,8 +346,10 @@ def test_a_folder_nobody_can_write_is_refused_before_any_work(capsys, log, tmp_p
 def test_accel_output_is_replaced_and_a_model_folder_keeps_other_files(capsys, log, tmp_path):
     out = tmp_path / "m"
     assert main(["fit", str(log), "--backend", "numpy", "--out", str(out), "-q"]) == 0
+    capsys.readouterr()
     (out / "README").write_text("notes about this model")
     assert main(["fit", str(log), "--model", "toppop", "--backend", "numpy", "--out", str(out), "-q"]) == 0
+    capsys.readouterr()
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith("."))[:3] == [
         "README",
         "counts.npy",
@@ -437,6 +442,7 @@ DAMAGES = {
 def test_a_damaged_model_is_named_with_its_problem(X, tmp_path, capsys, log, damage):
     path = tmp_path / "m"
     assert main(["fit", str(log), "--backend", "numpy", "--out", str(path), "-q"]) == 0
+    capsys.readouterr()
     apply, message = DAMAGES[damage]
     apply(path)
     with pytest.raises(InputError) as info:

@@ -46,7 +46,9 @@ def add_input_args(parser: argparse.ArgumentParser, defaults_from_model: bool = 
 
 
 def add_quiet_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress bars or notes; the one result line stays"
+    )
 
 
 def add_filter_args(parser: argparse.ArgumentParser) -> None:

@@ -80,10 +80,9 @@ def run(args: argparse.Namespace) -> int:
         "input_format": np.array(args.input_format),
     }
     model.save(out, extras=extras)
-    if not args.quiet:
-        print(
-            f"fitted {model!r} on {len(inter):,} interactions of {inter.n_users:,} users × "
-            f"{inter.n_items:,} items; saved to {out}",
-            file=sys.stderr,
-        )
+    print(  # the one result line, kept by --quiet
+        f"fitted {model!r} on {len(inter):,} interactions of {inter.n_users:,} users × "
+        f"{inter.n_items:,} items; saved to {out}",
+        file=sys.stderr,
+    )
     return 0

@@ -101,5 +101,5 @@ def run(args: argparse.Namespace) -> int:
                 f"{purity['purity']:.3f} (shuffled labels: {chance})",
                 file=sys.stderr,
             )
-        print(f"wrote {out}" + (f" and {coords}" if coords else ""), file=sys.stderr)
+    print(f"wrote {out}" + (f" and {coords}" if coords else ""), file=sys.stderr)  # kept by --quiet
     return 0

@@ -168,6 +168,5 @@ def run(args: argparse.Namespace) -> int:
         print(frame.to_csv(sep="\t", index=False), end="")
     else:
         write_table(frame, out)
-        if not args.quiet:
-            print(f"wrote {len(frame):,} recommendations to {out}", file=sys.stderr)
+        print(f"wrote {len(frame):,} recommendations to {out}", file=sys.stderr)  # kept by --quiet
     return 0

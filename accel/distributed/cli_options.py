@@ -82,11 +82,10 @@ def recommend_with_dask(
         )
     finally:
         client.close()
-    if not args.quiet:
-        print(
-            f"wrote {manifest['rows_written']:,} recommendations in {manifest['chunks_written']:,} parts "
-            f"to {args.out}"
-            + (f" ({manifest['chunks_resumed']:,} parts kept)" if manifest["chunks_resumed"] else ""),
-            file=sys.stderr,
-        )
+    print(  # the one result line, kept by --quiet
+        f"wrote {manifest['rows_written']:,} recommendations in {manifest['chunks_written']:,} parts "
+        f"to {args.out}"
+        + (f" ({manifest['chunks_resumed']:,} parts kept)" if manifest["chunks_resumed"] else ""),
+        file=sys.stderr,
+    )
     return 0

@@ -154,6 +154,7 @@ def run_command(args: argparse.Namespace) -> int:
         memory_limit=memory_limit,
         workers=args.workers,
         scheduler=args.scheduler,
+        dask_threads=args.quick and args.workers is None and args.scheduler is None,
         show_progress=not args.quiet,
     )
     rows = payload.get("results", []) + payload.get("sweep", [])

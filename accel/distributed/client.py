@@ -24,12 +24,14 @@ def connect(
     n_workers: int | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     threads_per_worker: int = 1,
+    processes: bool = True,
 ) -> Any:
     """A ``distributed.Client`` for ``scheduler`` (e.g. ``"tcp://SCHEDULER:8786"``), or a new local cluster.
 
     Without an address, ``n_workers`` worker processes (default: one per core)
     are started on this machine with ``threads_per_worker`` threads each; closing
-    the client stops them. An address that does not answer within ``timeout``
+    the client stops them (``processes=False`` runs the workers as threads of this
+    process instead: no start-up cost, for small jobs). An address that does not answer within ``timeout``
     seconds raises :class:`SchedulerUnreachableError` rather than hanging.
     """
     from distributed import Client
@@ -42,7 +44,7 @@ def connect(
         return Client(
             n_workers=n_workers,
             threads_per_worker=threads_per_worker,
-            processes=True,
+            processes=processes,
             dashboard_address=":0",
         )
     if not isinstance(scheduler, str) or not scheduler.strip():

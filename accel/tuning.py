@@ -23,6 +23,7 @@ from accel.errors import InputError
 from accel.metrics import METRICS, evaluate_split
 from accel.models.ease import EASE
 from accel.models.knn import SIMILARITIES, ItemKNN
+from accel.progress import terminal_progress
 from accel.validation import check_positive_int
 
 SEARCHES = ("grid", "random", "optuna")
@@ -130,7 +131,7 @@ def _search_one(
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
-        study.optimize(objective, n_trials=n_trials, show_progress_bar=show_progress)
+        study.optimize(objective, n_trials=n_trials, show_progress_bar=terminal_progress(show_progress))
     else:
         rng = np.random.default_rng(seed)
         candidates = _candidates(space, search, n_trials, rng, grid_points)

@@ -30,6 +30,7 @@ from accel.backends import Backend
 from accel.errors import InputError
 from accel.models.base import Recommender
 from accel.models.sparse_weights import SparseItemItem
+from accel.progress import terminal_progress
 from accel.validation import check_nonnegative, check_positive_int
 
 #: Each similaripy similarity and the parameters of its own that it takes
@@ -147,7 +148,7 @@ class _KNN(Recommender):
             shrink=float(self.shrink),
             shrink_type=self.shrink_type,
             threshold=float(self.threshold),
-            verbose=show_progress,
+            verbose=terminal_progress(show_progress),
             format_output="csr",
             **self.method_params(),
         )

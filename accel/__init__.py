@@ -8,7 +8,6 @@ The subpackages (``accel.data``, ``accel.metrics``, ``accel.tuning``, ``accel.pl
 import importlib
 from typing import Any
 
-from accel.backends import available_backends, get_backend
 from accel.errors import (
     AccelError,
     BackendUnavailableError,
@@ -16,9 +15,20 @@ from accel.errors import (
     InsufficientMemoryError,
     NotFittedError,
 )
-from accel.models import EASE, PrunedEASE, Recommender, load_model
-from accel.models.knn import ItemKNN, UserKNN
-from accel.models.popular import TopPopular
+
+#: The models and backend helpers, imported on first use (NumPy, SciPy and numba load then; the
+#: command line catches a Ctrl-C there instead of printing a traceback).
+_LAZY = {
+    "available_backends": "accel.backends",
+    "get_backend": "accel.backends",
+    "EASE": "accel.models.ease",
+    "PrunedEASE": "accel.models.ease",
+    "Recommender": "accel.models.base",
+    "load_model": "accel.models.base",
+    "ItemKNN": "accel.models.knn",
+    "UserKNN": "accel.models.knn",
+    "TopPopular": "accel.models.popular",
+}
 
 __version__ = "0.1.0"
 
@@ -41,6 +51,8 @@ SUBMODULES = (
 
 
 def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
     if name in SUBMODULES:
         return importlib.import_module(f"accel.{name}")
     raise AttributeError(f"module 'accel' has no attribute {name!r}")

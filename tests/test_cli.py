@@ -269,3 +269,25 @@ def test_quiet_keeps_the_one_result_line(capsys, log_file, tmp_path):
     assert main(["recommend", str(tmp_path / "m"), str(log_file), "--out", str(out), "-q"]) == 0
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("wrote ") and str(out) in err
+
+
+def test_ctrl_c_while_loading_is_one_line_and_130(capsys, monkeypatch):
+    """Ctrl-C while the subcommands (NumPy, SciPy, numba) are imported: no traceback."""
+    import accel.cli
+
+    def interrupted(name):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(accel.cli.importlib, "import_module", interrupted)
+    assert main(["info"]) == 130
+    assert capsys.readouterr().err == "accel: interrupted\n"
+
+
+def test_import_accel_cli_loads_no_numerics():
+    """The entry point's own import is instant, so a Ctrl-C lands inside main's handler."""
+    import subprocess
+    import sys
+
+    code = "import sys, accel.cli; assert 'numpy' not in sys.modules, sorted(sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-500:]

@@ -14,7 +14,7 @@ from accel import EASE, InputError, ItemKNN, TopPopular
 from accel.cli import main
 from accel.data import synthetic_interactions
 from accel.data.loaders import movielens_items
-from accel.plots import draw_item_map, item_fingerprints, item_map, neighbourhood_purity
+from accel.plots import draw_item_map, item_fingerprints, item_map, neighbourhood_purity, read_item_meta
 
 needs_umap = pytest.mark.skipif(
     importlib.util.find_spec("umap") is None, reason="umap-learn is not installed (pip install umap-learn)"
@@ -120,6 +120,10 @@ def test_movielens_genres_in_both_u_item_layouts(tmp_path):
     flags = ["0"] * 19
     flags[1] = flags[8] = "1"
     (original / "u.item").write_text("7|Heat (1995)|01-Jan-1995||http://x|" + "|".join(flags) + "\n")
+    for folder in (reduced, original):  # the file itself is read as its folder is
+        pd.testing.assert_frame_equal(
+            read_item_meta(folder / "u.item", "item_id"), read_item_meta(folder, "x")
+        )
     genres = movielens_items(reduced)["genres"]
     assert genres[0] == "Animation|Children's|Comedy" and pd.isna(genres[1])
     assert movielens_items(original).iloc[0].to_dict() == {

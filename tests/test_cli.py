@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -291,3 +292,21 @@ def test_import_accel_cli_loads_no_numerics():
     code = "import sys, accel.cli; assert 'numpy' not in sys.modules, sorted(sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-500:]
+
+
+def test_recommend_only_the_users_asked_for(capsys, log_file, model_dir, tmp_path):
+    users = pd.read_parquet(log_file)["customer"].drop_duplicates().to_numpy()[[3, 10, 42]]
+    base = ["recommend", str(model_dir), str(log_file), "--k", "4"]
+    code, everyone, _ = run_cli(capsys, *base)
+    assert code == 0
+    reference = pd.read_csv(io.StringIO(everyone), sep="\t")
+    expected = reference[reference["user"].isin(users)].reset_index(drop=True)
+    (tmp_path / "users.txt").write_text("\n".join(map(str, users)) + "\n")
+    pd.DataFrame({"customer": users}).to_csv(tmp_path / "users.csv", index=False)
+    for given in ([str(u) for u in users], [str(tmp_path / "users.txt")], [str(tmp_path / "users.csv")]):
+        code, out, err = run_cli(capsys, *base, "--users", *given)
+        assert code == 0, err
+        got = pd.read_csv(io.StringIO(out), sep="\t").sort_values(["user", "rank"]).reset_index(drop=True)
+        pd.testing.assert_frame_equal(got, expected.sort_values(["user", "rank"]).reset_index(drop=True))
+    code, _, err = run_cli(capsys, *base, "--users", "no-such-user")
+    assert code == 2 and "unknown user id 'no-such-user'" in err and err.count("\n") == 1

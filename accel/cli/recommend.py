@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
@@ -53,6 +54,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         action="extend",
         metavar="ITEM_ID",
         help="instead of INPUT: one user's items (repeat the flag or list several)",
+    )
+    parser.add_argument(
+        "--users",
+        nargs="+",
+        action="extend",
+        metavar="USER_ID|FILE",
+        help="serve only these users of INPUT: ids, or one file of them (a .txt with one id a line, "
+        "or a .csv/.tsv/.parquet with the user column)",
     )
     add_input_args(parser, defaults_from_model=True)
     parser.add_argument("--k", type=int, default=10, help="items per user (default 10)")
@@ -122,9 +131,29 @@ def filters_from_args(
     return filters
 
 
+def requested_users(values: list[str] | None, user_col: str) -> list[object] | None:
+    """The ``--users`` ids: as given, or read from the one file named (``None``: every user)."""
+    if values is None:
+        return None
+    path = Path(values[0])
+    if len(values) > 1 or not path.is_file():
+        return list(values)
+    if path.suffix.lower() == ".txt":
+        lines = path.read_text(encoding="utf-8").splitlines()
+        return [line.strip() for line in lines if line.strip()]
+    table = read_table(path, id_cols=(user_col,))
+    if user_col not in table.columns:
+        raise InputError(
+            f"--users {path} has no user column {user_col!r} (columns: {', '.join(table.columns)})"
+        )
+    return table[user_col].drop_duplicates().tolist()
+
+
 def run(args: argparse.Namespace) -> int:
     if (args.input is None) == (args.items is None):
         raise InputError("give either INPUT (a log of users) or --items, not both or neither")
+    if args.users is not None and args.input is None:
+        raise InputError("--users picks users of INPUT: give the log too")
     if args.items is not None and wants_dask(args):
         raise InputError("--scheduler / --workers score the users of a log: give INPUT, not --items")
     out = None
@@ -144,7 +173,8 @@ def run(args: argparse.Namespace) -> int:
             args.time_col,
             args.input_format or saved_text(model, "input_format") or "auto",
         )
-        X, user_ids, unknown = history_matrix(item_ids, inter)
+        users = requested_users(args.users, id_columns(args, model)[0])
+        X, user_ids, unknown = history_matrix(item_ids, inter, users)
         report_unknown_users(X, user_ids, args)
         if unknown and not args.quiet:
             print(

@@ -310,3 +310,38 @@ def test_recommend_only_the_users_asked_for(capsys, log_file, model_dir, tmp_pat
         pd.testing.assert_frame_equal(got, expected.sort_values(["user", "rank"]).reset_index(drop=True))
     code, _, err = run_cli(capsys, *base, "--users", "no-such-user")
     assert code == 2 and "unknown user id 'no-such-user'" in err and err.count("\n") == 1
+
+
+def test_recommend_and_similar_name_items_from_meta(capsys, log_file, model_dir, tmp_path):
+    items = pd.read_parquet(log_file)["article"].drop_duplicates()
+    meta = pd.DataFrame({"article": items, "prod_name": [f"name of {i}" for i in items]})
+    meta.to_csv(tmp_path / "articles.csv", index=False)
+    user = str(pd.read_parquet(log_file)["customer"].iloc[0])
+    code, out, err = run_cli(
+        capsys,
+        "recommend",
+        str(model_dir),
+        str(log_file),
+        "--users",
+        user,
+        "--meta",
+        str(tmp_path / "articles.csv"),
+    )
+    assert code == 0, err
+    recs = pd.read_csv(io.StringIO(out), sep="\t", dtype=str)
+    assert list(recs.columns)[-1] == "prod_name" and (recs["prod_name"] == "name of " + recs["item"]).all()
+    item = str(items.iloc[0])
+    code, out, err = run_cli(
+        capsys,
+        "similar",
+        str(model_dir),
+        item,
+        "--k",
+        "3",
+        "--json",
+        "--meta",
+        str(tmp_path / "articles.csv"),
+    )
+    assert code == 0, err
+    rows = json.loads(out)
+    assert len(rows) == 3 and all(row["prod_name"] == f"name of {row['item']}" for row in rows)

@@ -8,6 +8,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from accel.atomic import atomic_file, check_writable_folder
@@ -49,6 +50,37 @@ def add_quiet_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-q", "--quiet", action="store_true", help="no progress bars or notes; the one result line stays"
     )
+
+
+def add_meta_arg(parser: argparse.ArgumentParser) -> None:
+    """``--meta``: item attributes whose name column (title, prod_name, name) is added to the output."""
+    parser.add_argument(
+        "--meta",
+        metavar="FILE",
+        help="item attributes (a CSV/TSV/Parquet with the item column, or a MovieLens folder): adds "
+        "each item's title, prod_name or name",
+    )
+
+
+def with_item_names(frame: pd.DataFrame, meta: str | None, item_col: str) -> pd.DataFrame:
+    """``frame`` with its items' names from ``meta`` as a last column (unchanged without ``meta``)."""
+    if meta is None:
+        return frame
+    from accel.data.ids import match_ids
+    from accel.plots.map_layout import NAME_COLUMNS, read_item_meta
+
+    table = read_item_meta(meta, item_col)
+    id_col = item_col if item_col in table.columns else "item_id"
+    name = next((c for c in NAME_COLUMNS if c in table.columns), None)
+    if id_col not in table.columns or name is None:
+        raise InputError(
+            f"--meta {meta} needs the item column {item_col!r} and one of {', '.join(NAME_COLUMNS)} "
+            f"(columns: {', '.join(map(str, table.columns))})"
+        )
+    table = table.drop_duplicates(id_col)
+    rows = match_ids(frame["item"].to_numpy(), table[id_col].to_numpy())
+    names = table[name].to_numpy(dtype=object)
+    return frame.assign(**{name: np.where(rows >= 0, names[np.maximum(rows, 0)], None)})
 
 
 def add_filter_args(parser: argparse.ArgumentParser) -> None:

@@ -12,12 +12,14 @@ import scipy.sparse as sp
 from accel.cli._common import (
     OUTPUT_SUFFIXES,
     add_input_args,
+    add_meta_arg,
     add_quiet_arg,
     check_output_path,
     is_recommendations_table,
     load_saved_model,
     read_interactions,
     saved_text,
+    with_item_names,
     write_table,
 )
 from accel.data.interactions import read_table
@@ -80,6 +82,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "column too, each user's own list (items and users the model or log lacks are ignored)",
         )
     parser.add_argument("--out", metavar="FILE", help="output .parquet or .csv (default: print)")
+    add_meta_arg(parser)
     parser.add_argument("--backend", default=None, help="override the saved backend (auto, numpy, cupy)")
     add_quiet_arg(parser)
     add_dask_args(parser)
@@ -194,6 +197,7 @@ def run(args: argparse.Namespace) -> int:
         show_progress=not args.quiet,
         filters=filters,
     )
+    frame = with_item_names(frame, args.meta, id_columns(args, model)[1])
     if out is None:
         print(frame.to_csv(sep="\t", index=False), end="")
     else:

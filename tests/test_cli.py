@@ -345,3 +345,13 @@ def test_recommend_and_similar_name_items_from_meta(capsys, log_file, model_dir,
     assert code == 0, err
     rows = json.loads(out)
     assert len(rows) == 3 and all(row["prod_name"] == f"name of {row['item']}" for row in rows)
+
+
+def test_reading_a_log_counts_the_repeats_it_drops(capsys, tmp_path):
+    log = tmp_path / "dups.csv"
+    log.write_text("user_id,item_id\na,1\na,1\na,2\nb,1\nb,2\nb,2\nb,2\nc,1\nc,2\n")
+    assert main(["fit", str(log), "--model", "toppop", "--out", str(tmp_path / "m")]) == 0
+    err = capsys.readouterr().err
+    assert (
+        err.count("\n") == 1 and "on 6 interactions (3 repeated (user, item) rows dropped) of 3 users" in err
+    )

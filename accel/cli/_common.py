@@ -96,6 +96,17 @@ def read_interactions(
     input_format: str = "auto",
 ) -> Interactions:
     """The log at ``path`` in ``input_format``; MovieLens logs are timed by default."""
+    return read_log(path, user_col, item_col, time_col, input_format)[0]
+
+
+def read_log(
+    path: str | os.PathLike[str],
+    user_col: str = "user_id",
+    item_col: str = "item_id",
+    time_col: str | None = None,
+    input_format: str = "auto",
+) -> tuple[Interactions, int]:
+    """:func:`read_interactions` and how many repeated (user, item) rows it dropped."""
     if input_format == "movielens":
         if not Path(path).exists():
             raise InputError(f"input {path} does not exist")
@@ -103,7 +114,13 @@ def read_interactions(
         time_col = time_col or "timestamp"
     else:
         frame = read_table(path, input_format, id_cols=(user_col, item_col))
-    return Interactions.from_frame(frame, user_col=user_col, item_col=item_col, time_col=time_col)
+    inter = Interactions.from_frame(frame, user_col=user_col, item_col=item_col, time_col=time_col)
+    return inter, len(frame) - len(inter)
+
+
+def repeats_note(dropped: int) -> str:
+    """`` (N repeated (user, item) rows dropped)`` for a result line, or nothing."""
+    return f" ({dropped:,} repeated (user, item) rows dropped)" if dropped else ""
 
 
 def apply_filters(inter: Interactions, args: argparse.Namespace) -> Interactions:

@@ -6,7 +6,14 @@ import argparse
 import json
 import sys
 
-from accel.cli._common import add_filter_args, add_input_args, add_quiet_arg, apply_filters, read_interactions
+from accel.cli._common import (
+    add_filter_args,
+    add_input_args,
+    add_quiet_arg,
+    apply_filters,
+    read_log,
+    repeats_note,
+)
 from accel.cli._models import DEFAULT_L2, add_model_args, model_from_args
 from accel.data.splits import Split, chronological_splits, split_by_fraction
 from accel.errors import InputError
@@ -107,9 +114,8 @@ def run(args: argparse.Namespace) -> int:
     label = None if args.model == "ease" else _label(args)
     target = selection_metric(args)
     l2s = args.l2 or [DEFAULT_L2]
-    inter = apply_filters(
-        read_interactions(args.input, args.user_col, args.item_col, args.time_col, args.input_format), args
-    )
+    inter, dropped = read_log(args.input, args.user_col, args.item_col, args.time_col, args.input_format)
+    inter = apply_filters(inter, args)
     for k in args.k:
         check_k(k, inter.n_items)
     if args.split == "chronological":
@@ -141,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
         "n_users": inter.n_users,
         "n_items": inter.n_items,
         "n_interactions": len(inter),
+        "repeats_dropped": dropped,
         "splits": {name: split.describe() for name, split in splits.items()},
         "best_l2": best_l2 if "valid" in splits and label is None else None,
         "selected_by": target if "valid" in splits and label is None else None,
@@ -159,7 +166,8 @@ def format_report(report: dict, ks: list[int]) -> str:
     """The results as an aligned plain-text table, one row per split and model."""
     columns = [f"{m}@{k}" for k in ks for m in METRICS]
     lines = [
-        f"{report['n_interactions']:,} interactions, {report['n_users']:,} users, {report['n_items']:,} items"
+        f"{report['n_interactions']:,} interactions{repeats_note(report['repeats_dropped'])}, "
+        f"{report['n_users']:,} users, {report['n_items']:,} items"
     ]
     lines += [f"{name}: {text}" for name, text in report["splits"].items()]
     if report["best_l2"] is not None:

@@ -360,10 +360,26 @@ def test_cli_recommend_on_a_scheduler_matches_the_in_process_command(
     expected = pd.read_parquet(tmp_path / "ref.parquet").sort_values(["user", "rank"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(read_output(tmp_path / "recs"), expected, check_dtype=False)
     assert main([*args, "--workers", "1", "--k", "3", "-q"]) == 2
-    assert "different run (differs in: chunk_users, k, n_chunks)" in capsys.readouterr().err
+    assert "different run (differs in: k)" in capsys.readouterr().err  # before the log is read
     assert main([*args, "--workers", "1", "--k", "3", "--overwrite", "--quiet"]) == 0
     assert capsys.readouterr().out == ""
     assert len(read_output(tmp_path / "recs")) == len(expected) // 4 * 3
+
+
+def test_cli_recommend_refuses_another_models_run_before_reading_the_log(client, cli_model, tmp_path, capsys):
+    from accel.cli import main
+
+    log, model_dir = cli_model
+    out = tmp_path / "recs"
+    scheduler = ["--scheduler", client.scheduler.address, "-q"]
+    assert main(["recommend", str(model_dir), str(log), "--k", "3", "--out", str(out), *scheduler]) == 0
+    other = tmp_path / "other"
+    assert main(["fit", str(log), "--l2", "7", "--backend", "numpy", "--out", str(other), "-q"]) == 0
+    capsys.readouterr()
+    missing = str(tmp_path / "no-such-log.parquet")  # read only after the folder check
+    assert main(["recommend", str(other), missing, "--k", "3", "--out", str(out), *scheduler]) == 2
+    err = capsys.readouterr().err
+    assert "different run (differs in: model)" in err and "pass --overwrite" in err and err.count("\n") == 1
 
 
 def test_cli_recommend_reports_an_unreachable_scheduler(cli_model, tmp_path, capsys):

@@ -32,7 +32,7 @@ from accel.data.serving import (
     recommendations_frame,
 )
 from accel.distributed.cli_options import add_dask_args, recommend_with_dask, wants_dask, with_cli_hint
-from accel.distributed.run_output import check_run_folder
+from accel.distributed.run_output import check_run_folder, check_same_run, model_fingerprint
 from accel.errors import InputError
 from accel.models.base import UNKNOWN_USERS, Recommender
 
@@ -165,6 +165,9 @@ def run(args: argparse.Namespace) -> int:
     elif args.out:
         out = check_output_path(args.out, OUTPUT_SUFFIXES, is_recommendations_table)
     model = load_saved_model(args.model_dir, backend=args.backend)
+    if wants_dask(args) and args.out:  # a different model or k is refused before the log is read
+        known = {"model": model_fingerprint(model), "k": args.k}
+        with_cli_hint(check_same_run)(args.out, known, args.overwrite)
     item_ids = model_item_ids(model)
     if args.items is not None:
         X, user_ids = items_row(item_ids, args.items), np.array(["new"])

@@ -129,6 +129,22 @@ def check_run_folder(folder: str | os.PathLike[str], overwrite: bool) -> Path:
     return folder
 
 
+def check_same_run(folder: str | os.PathLike[str], known: dict[str, Any], overwrite: bool) -> None:
+    """Refuse, before the data is read, a folder whose run differs in what is known already (model, k).
+
+    :func:`prepare_folder` compares the whole run once the data is read.
+    """
+    previous = read_manifest(Path(folder)) if Path(folder).is_dir() else None
+    if overwrite or previous is None:
+        return
+    run = previous.get("run", {})
+    differ = sorted(key for key, value in known.items() if run.get(key) != value)
+    if differ:
+        raise InputError(
+            f"{folder} already holds a different run (differs in: {', '.join(differ)}); {_OVERWRITE}"
+        )
+
+
 def prepare_folder(folder: str | os.PathLike[str], run: dict[str, Any], overwrite: bool) -> set[int]:
     """Create or check the output folder for ``run``; return the chunk numbers already written.
 

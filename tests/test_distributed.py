@@ -477,3 +477,41 @@ def test_cli_recommend_on_a_scheduler_skips_unknown_users(client, cli_model, tmp
     assert (
         not got["user"].isin([10_001, 10_002]).any() and got["user"].nunique() == frame["user_id"].nunique()
     )
+
+
+def _sigint_ignored() -> bool:
+    import signal
+
+    return signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+
+
+def test_local_workers_leave_ctrl_c_to_this_process():
+    """Workers ignore the terminal's Ctrl-C (sent to the whole group); this process keeps its handler."""
+    import signal
+
+    before = signal.getsignal(signal.SIGINT)
+    local = connect(n_workers=1)
+    try:
+        assert set(local.run(_sigint_ignored).values()) == {True}
+        assert signal.getsignal(signal.SIGINT) is before
+    finally:
+        local.close()
+
+
+def test_ctrl_c_during_a_dask_write_is_one_line_and_130(cli_model, tmp_path, capsys, monkeypatch):
+    import logging
+
+    import accel.distributed.scoring
+    from accel.cli import main
+
+    def interrupted(*args, **kwargs):
+        logging.getLogger("distributed.scheduler").warning("lost computed tasks")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(accel.distributed.scoring, "recommend_to_parquet", interrupted)
+    for name in ("distributed", "tornado", "asyncio"):
+        monkeypatch.setattr(logging.getLogger(name), "level", logging.getLogger(name).level)
+    log, model_dir = cli_model
+    code = main(["recommend", str(model_dir), str(log), "--workers", "1", "--out", str(tmp_path / "r")])
+    assert code == 130 and capsys.readouterr().err == "accel recommend: interrupted\n"
+    assert logging.getLogger("distributed").level > logging.CRITICAL

@@ -57,7 +57,7 @@ def recommend_with_dask(
     filters: dict[str, Any] | None = None,
 ) -> int:
     """Score ``X`` on the cluster into the ``--out`` folder (one Parquet file per chunk)."""
-    from accel.distributed.client import connect
+    from accel.distributed.client import connect, silence_dask_logs
     from accel.distributed.scoring import recommend_to_parquet
 
     if not args.out:
@@ -80,6 +80,9 @@ def recommend_with_dask(
             unknown_users=args.unknown_users,
             **(filters or {}),
         )
+    except KeyboardInterrupt:
+        silence_dask_logs()  # stopping the workers mid-task is expected now: one line, exit 130
+        raise
     finally:
         client.close()
     print(  # the one result line, kept by --quiet

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import logging
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -41,12 +44,14 @@ def connect(
     if scheduler is None:
         if n_workers is not None and (isinstance(n_workers, bool) or int(n_workers) < 1):
             raise InputError(f"the number of workers must be a positive integer, got {n_workers!r}")
-        return Client(
-            n_workers=n_workers,
-            threads_per_worker=threads_per_worker,
-            processes=processes,
-            dashboard_address=":0",
-        )
+        with _workers_ignore_ctrl_c():
+            return Client(
+                n_workers=n_workers,
+                threads_per_worker=threads_per_worker,
+                processes=processes,
+                dashboard_address=":0",
+                silence_logs=logging.ERROR,  # workers' warnings (e.g. tasks cancelled on Ctrl-C)
+            )
     if not isinstance(scheduler, str) or not scheduler.strip():
         raise InputError(f"the scheduler address must be a string like tcp://HOST:8786, got {scheduler!r}")
     try:
@@ -62,6 +67,30 @@ def connect(
             f"no Dask scheduler answered at {scheduler} within {timeout:g} s ({exc}); start one with "
             "`dask scheduler` and check the address, port and firewall"
         ) from None
+
+
+@contextlib.contextmanager
+def _workers_ignore_ctrl_c() -> Iterator[None]:
+    """Start local worker processes with Ctrl-C ignored (inherited), so only this process handles it.
+
+    A terminal's Ctrl-C goes to the whole process group: workers that took it too
+    would die mid-task and flood the terminal with their tracebacks and Dask's
+    lost-task logs, while this process stops them cleanly on its way out anyway.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def silence_dask_logs() -> None:
+    """Hide Dask's warnings from now on (e.g. while a cluster is stopped after Ctrl-C)."""
+    for name in ("distributed", "tornado", "asyncio"):
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
 
 
 async def _identity(address: str, timeout: float, connected: list[bool]) -> Any:

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
+import time
 
+import numpy as np
+
+from accel.backends import get_backend
 from accel.cli._common import (
     add_filter_args,
     add_input_args,
@@ -70,13 +75,32 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+@functools.cache
+def _matmul_rate(dtype: str) -> float:
+    """This machine's dense matrix-product rate (flop/s) in ``dtype``, measured once (a few ms)."""
+    a = np.random.default_rng(0).standard_normal((512, 512)).astype(dtype)
+    a @ a
+    start = time.perf_counter()
+    a @ a
+    return 2 * 512**3 / max(time.perf_counter() - start, 1e-6)
+
+
+def rough_fit_seconds(n_items: int, dtype: str) -> float:
+    """A rough EASE fit time on the CPU: Cholesky and inverse take about 2·n³ flop at the matmul rate."""
+    return 2.0 * float(n_items) ** 3 / _matmul_rate(dtype)
+
+
 def _score(name: str, l2: float | None, split: Split, args: argparse.Namespace) -> dict[str, float]:
     model = model_from_args(args, l2=l2, name=name)
     if not args.quiet:
+        n_items = split.train.shape[1]
+        estimate = ""
+        if name == "ease" and get_backend(args.backend).name == "numpy":
+            estimate = f" (fit roughly {rough_fit_seconds(n_items, args.dtype):,.0f} s on this CPU)"
         print(
             f"accel evaluate: fitting and scoring {type(model).__name__}"
             + (f"(l2={l2:g})" if l2 is not None and name == "ease" else "")
-            + f" on {split.train.shape[1]:,} items, {len(split.test_users):,} test users",
+            + f" on {n_items:,} items, {len(split.test_users):,} test users{estimate}",
             file=sys.stderr,
         )
     return evaluate_split(model, split, ks=args.k, show_progress=not args.quiet)

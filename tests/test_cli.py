@@ -192,7 +192,8 @@ def test_evaluate_picks_l2_by_the_metric_it_names(capsys, log_file):
         assert report["best_l2"] == best and report["selected_by"] == metric
     code, table, err = run_cli(capsys, *base)
     assert code == 0 and "(by ndcg@20)" in table and "fitting and scoring EASE(l2=50)" in err
-    assert re.search(r"EASE\(l2=50\) on [\d,]+ items, [\d,]+ test users \(fit roughly [\d,]+ s on this CPU\)", err)
+    fitting = r"EASE\(l2=50\) on [\d,]+ items, [\d,]+ test users \(fit roughly [\d,]+ s on this CPU\)"
+    assert re.search(fitting, err)
     code, _, err = run_cli(capsys, *base, "--metric", "ndcg@12")
     assert code == 2 and "must be one of" in err and err.count("\n") == 1
 

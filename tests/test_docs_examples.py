@@ -221,6 +221,10 @@ def test_page_blocks_run(page, workspace, scheduler, monkeypatch, capsys):
         if client is not None:
             client.close()
     assert ran > 0
+    if page == "README.md":  # answers in the log's own ids
+        recs = namespace["recs"]
+        assert list(recs.columns) == ["user", "item", "rank", "score", "source"]
+        assert set(recs["user"]) == {"u1", "u2"} and set(recs["item"]) <= set(ARTICLES)
 
 
 def test_subpackages_load_on_attribute_access():

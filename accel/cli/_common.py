@@ -88,17 +88,6 @@ def add_filter_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-item", type=int, default=1, help="drop items with fewer interactions")
 
 
-def read_interactions(
-    path: str | os.PathLike[str],
-    user_col: str = "user_id",
-    item_col: str = "item_id",
-    time_col: str | None = None,
-    input_format: str = "auto",
-) -> Interactions:
-    """The log at ``path`` in ``input_format``; MovieLens logs are timed by default."""
-    return read_log(path, user_col, item_col, time_col, input_format)[0]
-
-
 def read_log(
     path: str | os.PathLike[str],
     user_col: str = "user_id",
@@ -106,7 +95,8 @@ def read_log(
     time_col: str | None = None,
     input_format: str = "auto",
 ) -> tuple[Interactions, int]:
-    """:func:`read_interactions` and how many repeated (user, item) rows it dropped."""
+    """The log at ``path`` in ``input_format`` (MovieLens logs are timed by default), and how many
+    repeated (user, item) rows were dropped from it."""
     if input_format == "movielens":
         if not Path(path).exists():
             raise InputError(f"input {path} does not exist")

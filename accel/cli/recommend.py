@@ -17,7 +17,7 @@ from accel.cli._common import (
     check_output_path,
     is_recommendations_table,
     load_saved_model,
-    read_interactions,
+    read_log,
     saved_text,
     with_item_names,
     write_table,
@@ -173,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
         X, user_ids = items_row(item_ids, args.items), np.array(["new"])
         filters = filters_from_args(args, model, item_ids, None)
     else:
-        inter = read_interactions(
+        inter, _ = read_log(
             args.input,
             *id_columns(args, model),
             args.time_col,

@@ -248,8 +248,11 @@ def check_folder_destination(path: str | os.PathLike[str], what: str) -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise InputError(f"cannot write {what} {path}: a file of that name exists")
-    if not path.exists():
-        _check_parent(path)
+    if not path.exists():  # created with its missing parents, under the nearest existing folder
+        ancestor = next(folder for folder in path.absolute().parents if folder.exists())
+        if not ancestor.is_dir():
+            raise InputError(f"cannot write {what} {path}: {ancestor} is a file, not a folder")
+        check_writable_folder(ancestor, path)
         return path
     check_writable_folder(path, path)
     foreign = foreign_entries(path)
@@ -310,7 +313,7 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     path = check_folder_destination(path, "folder")
     with contextlib.suppress(FileExistsError):
-        path.mkdir()
+        path.mkdir(parents=True)
     with _exit_on_sigterm():
         with _folder_lock(path):
             check_folder_destination(path, "folder")

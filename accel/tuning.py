@@ -25,6 +25,7 @@ from accel.metrics import METRICS, evaluate_split
 from accel.models.base import Recommender
 from accel.models.knn import SIMILARITIES
 from accel.models.registry import Range, registered
+from accel.progress import terminal_progress
 from accel.validation import check_positive_int
 
 Search = Literal["grid", "random", "optuna"]
@@ -107,7 +108,7 @@ def _search_one(
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
-        study.optimize(objective, n_trials=n_trials, show_progress_bar=show_progress)
+        study.optimize(objective, n_trials=n_trials, show_progress_bar=terminal_progress(show_progress))
     else:
         rng = np.random.default_rng(seed)
         candidates = _candidates(space, search, n_trials, rng, grid_points)
@@ -148,7 +149,7 @@ def tune(
     if search not in SEARCHES:
         raise InputError(f"unknown search {search!r}; choose one of {', '.join(SEARCHES)}")
     if search == "optuna" and not optuna_available():
-        raise InputError("search='optuna' needs Optuna: pip install 'accel[tune]' (or use grid or random)")
+        raise InputError("search='optuna' needs Optuna: pip install optuna (or use grid or random)")
     check_positive_int("n_trials", n_trials)
     check_positive_int("grid_points", grid_points)
     parse_metric(metric)

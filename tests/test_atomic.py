@@ -99,3 +99,13 @@ def test_results_get_normal_permissions_not_private_ones(tmp_path):
         os.umask(mask)
     assert (tmp_path / "recs.csv").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "model").stat().st_mode & 0o777 == 0o755
+
+
+def test_a_folder_is_created_with_its_missing_parents(tmp_path):
+    """``model.save("models/x")`` works when ``models/`` does not exist yet (as ``mkdir -p``)."""
+    with atomic_dir(tmp_path / "models" / "x") as version:
+        (version / "a.txt").write_text("1")
+    assert (tmp_path / "models" / "x" / "a.txt").read_text() == "1"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match="is a file, not a folder"), atomic_dir(tmp_path / "file" / "x"):
+        pass

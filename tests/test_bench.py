@@ -231,3 +231,34 @@ def test_quiet_bench_prints_no_run_lines(small_split, tmp_path, capsys) -> None:
     assert capsys.readouterr().err == ""
     run_models([ModelSpec("TopPopular", "TopPopular", {})], *small_split, tmp_path, data="tiny")
     assert "TopPopular on tiny: fit " in capsys.readouterr().err
+
+
+def test_quick_run_scores_the_dask_row_on_threads(monkeypatch, tmp_path):
+    """--quick starts no worker processes for the Dask row (their start-up dominated the quick run)."""
+    import numpy as np
+
+    import accel.bench
+    from accel import distributed
+    from accel.bench import worker
+    from accel.data import synthetic_interactions
+
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(
+        accel.bench, "run_benchmark", lambda *a, **kw: seen.update(kw) or {"wall_s": 0, "files": []}
+    )
+    assert main(["bench", "--quick", "--out", str(tmp_path / "q"), "-q"]) == 0
+    assert seen["dask_threads"] is True
+    assert main(["bench", "--quick", "--workers", "2", "--out", str(tmp_path / "q"), "-q"]) == 0
+    assert seen["dask_threads"] is False
+
+    from accel.data import Interactions
+
+    X = Interactions.from_frame(synthetic_interactions(60, 20, seed=1)).matrix()
+    model = EASE(l2=10.0, backend="numpy").fit(X)
+    spec = ModelSpec("EASE (Dask-scored)", "EASE", {"l2": 10.0, "backend": "numpy"}, scorer="dask")
+    real = distributed.connect
+    calls = []
+    monkeypatch.setattr(distributed, "connect", lambda *a, **kw: calls.append(kw) or real(*a, **kw))
+    ids = worker._recommend(model, spec, X, {"dask_threads": True})
+    assert calls == [{"processes": False}]
+    np.testing.assert_array_equal(ids, model.recommend(X, k=worker.RECOMMEND_K)[0])

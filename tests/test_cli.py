@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -177,6 +179,25 @@ def test_ml100k_subprocess_end_to_end(ml100k_dir, tmp_path):
     assert test["EASE(l2=500)"]["precision@10"] > test["TopPopular"]["precision@10"]
 
 
+def test_evaluate_picks_l2_by_the_metric_it_names(capsys, log_file):
+    """--metric chooses λ on valid (the l2 with the best valid value of it), and the report says so."""
+    base = ["evaluate", str(log_file), "--user-col", "customer", "--item-col", "article", "--time-col",
+            "t_dat", "--l2", "1", "50", "5000", "--k", "5", "20", "--backend", "numpy"]  # fmt: skip
+    for metric in ("coverage@20", "precision@5"):
+        code, out, err = run_cli(capsys, *base, "--metric", metric, "--json", "-q")
+        assert code == 0, err
+        report = json.loads(out)
+        valid = report["results"]["valid"]
+        best = max((1, 50, 5000), key=lambda l2: valid[f"EASE(l2={l2:g})"][metric])
+        assert report["best_l2"] == best and report["selected_by"] == metric
+    code, table, err = run_cli(capsys, *base)
+    assert code == 0 and "(by ndcg@20)" in table and "fitting and scoring EASE(l2=50)" in err
+    fitting = r"EASE\(l2=50\) on [\d,]+ items, [\d,]+ test users \(fit roughly [\d,]+ s on this CPU\)"
+    assert re.search(fitting, err)
+    code, _, err = run_cli(capsys, *base, "--metric", "ndcg@12")
+    assert code == 2 and "must be one of" in err and err.count("\n") == 1
+
+
 @pytest.mark.parametrize("command", ["fit", "recommend", "evaluate", "similar"])
 def test_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -210,7 +231,7 @@ def test_bad_input_fails_cleanly(capsys, log_file, model_dir, tmp_path):
         (["fit", str(csv), *cols, "--min-user", "1000", "--out", str(out)], "no interactions left"),
         (["fit", str(bad_dates), *cols, "--time-col", "t_dat", "--out", str(out)], "not a date"),
         (["fit", str(tmp_path / "nope.csv"), *cols, "--out", str(out)], "does not exist"),
-        (["fit", str(csv), *cols, "--out", str(tmp_path / "no" / "such" / "dir")], "does not exist"),
+        (["fit", str(csv), *cols, "--out", str(csv / "such" / "dir")], "is a file, not a folder"),
         (["evaluate", str(csv), *cols, "--time-col", "t_dat", "--window", "soon"], "duration"),
         (["similar", str(model_dir), "999999"], "unknown item id '999999'"),
         (["similar", str(model_dir), "abc"], "unknown item id 'abc'"),
@@ -228,3 +249,112 @@ def test_bad_input_fails_cleanly(capsys, log_file, model_dir, tmp_path):
     assert not out.exists()
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
     assert leftovers == []
+
+
+def test_version_and_a_file_given_as_model_dir(capsys, model_dir, tmp_path):
+    import accel
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"accel {accel.__version__}"
+    not_a_folder = tmp_path / "model.txt"
+    not_a_folder.write_text("x")
+    assert main(["similar", str(not_a_folder), "1"]) == 2
+    err = capsys.readouterr().err
+    assert "is a file; MODEL_DIR is the folder" in err and "does not exist" not in err
+
+
+def test_quiet_keeps_the_one_result_line(capsys, log_file, tmp_path):
+    cols = ["--user-col", "customer", "--item-col", "article"]
+    assert main(["fit", str(log_file), *cols, "--backend", "numpy", "--out", str(tmp_path / "m"), "-q"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("fitted EASE") and "saved to" in err
+    out = tmp_path / "recs.csv"
+    assert main(["recommend", str(tmp_path / "m"), str(log_file), "--out", str(out), "-q"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("wrote ") and str(out) in err
+
+
+def test_ctrl_c_while_loading_is_one_line_and_130(capsys, monkeypatch):
+    """Ctrl-C while the subcommands (NumPy, SciPy, numba) are imported: no traceback."""
+    import accel.cli
+
+    def interrupted(name):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(accel.cli.importlib, "import_module", interrupted)
+    assert main(["info"]) == 130
+    assert capsys.readouterr().err == "accel: interrupted\n"
+
+
+def test_import_accel_cli_loads_no_numerics():
+    """The entry point's own import is instant, so a Ctrl-C lands inside main's handler."""
+    import subprocess
+    import sys
+
+    code = "import sys, accel.cli; assert 'numpy' not in sys.modules, sorted(sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-500:]
+
+
+def test_recommend_only_the_users_asked_for(capsys, log_file, model_dir, tmp_path):
+    users = pd.read_parquet(log_file)["customer"].drop_duplicates().to_numpy()[[3, 10, 42]]
+    base = ["recommend", str(model_dir), str(log_file), "--k", "4"]
+    code, everyone, _ = run_cli(capsys, *base)
+    assert code == 0
+    reference = pd.read_csv(io.StringIO(everyone), sep="\t")
+    expected = reference[reference["user"].isin(users)].reset_index(drop=True)
+    (tmp_path / "users.txt").write_text("\n".join(map(str, users)) + "\n")
+    pd.DataFrame({"customer": users}).to_csv(tmp_path / "users.csv", index=False)
+    for given in ([str(u) for u in users], [str(tmp_path / "users.txt")], [str(tmp_path / "users.csv")]):
+        code, out, err = run_cli(capsys, *base, "--users", *given)
+        assert code == 0, err
+        got = pd.read_csv(io.StringIO(out), sep="\t").sort_values(["user", "rank"]).reset_index(drop=True)
+        pd.testing.assert_frame_equal(got, expected.sort_values(["user", "rank"]).reset_index(drop=True))
+    code, _, err = run_cli(capsys, *base, "--users", "no-such-user")
+    assert code == 2 and "unknown user id 'no-such-user'" in err and err.count("\n") == 1
+
+
+def test_recommend_and_similar_name_items_from_meta(capsys, log_file, model_dir, tmp_path):
+    items = pd.read_parquet(log_file)["article"].drop_duplicates()
+    meta = pd.DataFrame({"article": items, "prod_name": [f"name of {i}" for i in items]})
+    meta.to_csv(tmp_path / "articles.csv", index=False)
+    user = str(pd.read_parquet(log_file)["customer"].iloc[0])
+    code, out, err = run_cli(
+        capsys,
+        "recommend",
+        str(model_dir),
+        str(log_file),
+        "--users",
+        user,
+        "--meta",
+        str(tmp_path / "articles.csv"),
+    )
+    assert code == 0, err
+    recs = pd.read_csv(io.StringIO(out), sep="\t", dtype=str)
+    assert list(recs.columns)[-1] == "prod_name" and (recs["prod_name"] == "name of " + recs["item"]).all()
+    item = str(items.iloc[0])
+    code, out, err = run_cli(
+        capsys,
+        "similar",
+        str(model_dir),
+        item,
+        "--k",
+        "3",
+        "--json",
+        "--meta",
+        str(tmp_path / "articles.csv"),
+    )
+    assert code == 0, err
+    rows = json.loads(out)
+    assert len(rows) == 3 and all(row["prod_name"] == f"name of {row['item']}" for row in rows)
+
+
+def test_reading_a_log_counts_the_repeats_it_drops(capsys, tmp_path):
+    log = tmp_path / "dups.csv"
+    log.write_text("user_id,item_id\na,1\na,1\na,2\nb,1\nb,2\nb,2\nb,2\nc,1\nc,2\n")
+    assert main(["fit", str(log), "--model", "toppop", "--out", str(tmp_path / "m")]) == 0
+    err = capsys.readouterr().err
+    assert (
+        err.count("\n") == 1 and "on 6 interactions (3 repeated (user, item) rows dropped) of 3 users" in err
+    )

@@ -261,6 +261,61 @@ def test_unreachable_scheduler_fails_fast_with_a_clear_error():
     assert time.perf_counter() - start < 10
 
 
+@pytest.fixture
+def http_port():
+    """A plain HTTP server on a loopback port: it accepts connections but does not speak Dask."""
+    import http.server
+    import threading
+
+    class Quiet(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def _within(seconds: float, function, *args):
+    """``function(*args)``'s result or exception, or fail when it is still running after ``seconds``."""
+    import threading
+
+    outcome: dict[str, object] = {}
+
+    def call():
+        try:
+            outcome["value"] = function(*args)
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still waiting after {seconds} s"
+    return outcome
+
+
+def test_a_server_that_is_not_a_scheduler_fails_within_the_timeout(http_port):
+    start = time.perf_counter()
+    outcome = _within(30, lambda: connect(f"tcp://127.0.0.1:{http_port}", timeout=1))
+    assert isinstance(outcome.get("error"), SchedulerUnreachableError), outcome
+    assert "not identify itself as a Dask scheduler within 1 s" in str(outcome["error"])
+    assert time.perf_counter() - start < 10
+
+
+def test_cli_recommend_on_a_server_that_is_not_a_scheduler_exits_2(http_port, cli_model, tmp_path, capsys):
+    from accel.cli import main
+
+    log, model_dir = cli_model
+    args = ["recommend", str(model_dir), str(log), "--out", str(tmp_path / "recs"), "-q"]
+    outcome = _within(30, main, [*args, "--scheduler", f"tcp://127.0.0.1:{http_port}", "--timeout", "1"])
+    err = capsys.readouterr().err
+    assert outcome.get("value") == 2 and len(err.strip().splitlines()) == 1, (outcome, err)
+    assert "not identify itself as a Dask scheduler" in err and not (tmp_path / "recs").exists()
+
+
 def test_connect_rejects_bad_arguments():
     with pytest.raises(InputError, match="bad scheduler address"):
         connect("no port here", timeout=1)
@@ -305,10 +360,26 @@ def test_cli_recommend_on_a_scheduler_matches_the_in_process_command(
     expected = pd.read_parquet(tmp_path / "ref.parquet").sort_values(["user", "rank"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(read_output(tmp_path / "recs"), expected, check_dtype=False)
     assert main([*args, "--workers", "1", "--k", "3", "-q"]) == 2
-    assert "different run (differs in: chunk_users, k, n_chunks)" in capsys.readouterr().err
+    assert "different run (differs in: k)" in capsys.readouterr().err  # before the log is read
     assert main([*args, "--workers", "1", "--k", "3", "--overwrite", "--quiet"]) == 0
     assert capsys.readouterr().out == ""
     assert len(read_output(tmp_path / "recs")) == len(expected) // 4 * 3
+
+
+def test_cli_recommend_refuses_another_models_run_before_reading_the_log(client, cli_model, tmp_path, capsys):
+    from accel.cli import main
+
+    log, model_dir = cli_model
+    out = tmp_path / "recs"
+    scheduler = ["--scheduler", client.scheduler.address, "-q"]
+    assert main(["recommend", str(model_dir), str(log), "--k", "3", "--out", str(out), *scheduler]) == 0
+    other = tmp_path / "other"
+    assert main(["fit", str(log), "--l2", "7", "--backend", "numpy", "--out", str(other), "-q"]) == 0
+    capsys.readouterr()
+    missing = str(tmp_path / "no-such-log.parquet")  # read only after the folder check
+    assert main(["recommend", str(other), missing, "--k", "3", "--out", str(out), *scheduler]) == 2
+    err = capsys.readouterr().err
+    assert "different run (differs in: model)" in err and "pass --overwrite" in err and err.count("\n") == 1
 
 
 def test_cli_recommend_reports_an_unreachable_scheduler(cli_model, tmp_path, capsys):
@@ -406,3 +477,41 @@ def test_cli_recommend_on_a_scheduler_skips_unknown_users(client, cli_model, tmp
     assert (
         not got["user"].isin([10_001, 10_002]).any() and got["user"].nunique() == frame["user_id"].nunique()
     )
+
+
+def _sigint_ignored() -> bool:
+    import signal
+
+    return signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+
+
+def test_local_workers_leave_ctrl_c_to_this_process():
+    """Workers ignore the terminal's Ctrl-C (sent to the whole group); this process keeps its handler."""
+    import signal
+
+    before = signal.getsignal(signal.SIGINT)
+    local = connect(n_workers=1)
+    try:
+        assert set(local.run(_sigint_ignored).values()) == {True}
+        assert signal.getsignal(signal.SIGINT) is before
+    finally:
+        local.close()
+
+
+def test_ctrl_c_during_a_dask_write_is_one_line_and_130(cli_model, tmp_path, capsys, monkeypatch):
+    import logging
+
+    import accel.distributed.scoring
+    from accel.cli import main
+
+    def interrupted(*args, **kwargs):
+        logging.getLogger("distributed.scheduler").warning("lost computed tasks")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(accel.distributed.scoring, "recommend_to_parquet", interrupted)
+    for name in ("distributed", "tornado", "asyncio"):
+        monkeypatch.setattr(logging.getLogger(name), "level", logging.getLogger(name).level)
+    log, model_dir = cli_model
+    code = main(["recommend", str(model_dir), str(log), "--workers", "1", "--out", str(tmp_path / "r")])
+    assert code == 130 and capsys.readouterr().err == "accel recommend: interrupted\n"
+    assert logging.getLogger("distributed").level > logging.CRITICAL

@@ -15,7 +15,7 @@ import accel
 from accel.cli import main
 from accel.data import Interactions, synthetic_interactions
 from accel.data.ids import match_ids
-from accel.distributed.cli_options import _with_cli_hint
+from accel.distributed.cli_options import with_cli_hint
 from accel.distributed.run_output import prepare_folder
 from accel.errors import InputError
 
@@ -391,6 +391,6 @@ def test_cli_output_folder_errors_name_the_option(tmp_path):
     folder.mkdir()
     (folder / "notes.txt").write_text("mine")
     with pytest.raises(InputError) as info:
-        _with_cli_hint(prepare_folder)(folder, {"k": 1}, False)
+        with_cli_hint(prepare_folder)(folder, {"k": 1}, False)
     assert "--overwrite" in str(info.value) and "overwrite=True" not in str(info.value)
     assert (folder / "notes.txt").exists()

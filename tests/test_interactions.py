@@ -144,3 +144,20 @@ def test_csv_and_parquet_round_trip(tmp_path, log):
     (tmp_path / "bad.parquet").write_text("not parquet")
     with pytest.raises(InputError, match="cannot read"):
         Interactions.from_parquet(tmp_path / "bad.parquet")
+
+
+def test_slashed_dates_after_iso_ones_are_read_and_other_formats_named():
+    from accel.data.interactions import parse_times
+
+    times = parse_times(pd.Series(["2024-01-02", "2024/01/03", "2024-01-04 10:00"]), "t")
+    assert list(times) == [
+        pd.Timestamp("2024-01-02"),
+        pd.Timestamp("2024-01-03"),
+        pd.Timestamp("2024-01-04 10:00"),
+    ]
+    with pytest.raises(
+        InputError, match=r"mixes date formats: '03\.01\.2024' is not written as '2024-01-02'"
+    ):
+        parse_times(pd.Series(["2024-01-02", "03.01.2024"]), "t")
+    with pytest.raises(InputError, match="holds a value that is not a date: 'next tuesday'"):
+        parse_times(pd.Series(["2024-01-02", "next tuesday"]), "t")

@@ -14,10 +14,10 @@ from accel import EASE, InputError, ItemKNN, TopPopular
 from accel.cli import main
 from accel.data import synthetic_interactions
 from accel.data.loaders import movielens_items
-from accel.plots import draw_item_map, item_fingerprints, item_map, neighbourhood_purity
+from accel.plots import draw_item_map, item_fingerprints, item_map, neighbourhood_purity, read_item_meta
 
 needs_umap = pytest.mark.skipif(
-    importlib.util.find_spec("umap") is None, reason="umap-learn is not installed (pip install 'accel[map]')"
+    importlib.util.find_spec("umap") is None, reason="umap-learn is not installed (pip install umap-learn)"
 )
 
 
@@ -120,6 +120,10 @@ def test_movielens_genres_in_both_u_item_layouts(tmp_path):
     flags = ["0"] * 19
     flags[1] = flags[8] = "1"
     (original / "u.item").write_text("7|Heat (1995)|01-Jan-1995||http://x|" + "|".join(flags) + "\n")
+    for folder in (reduced, original):  # the file itself is read as its folder is
+        pd.testing.assert_frame_equal(
+            read_item_meta(folder / "u.item", "item_id"), read_item_meta(folder, "x")
+        )
     genres = movielens_items(reduced)["genres"]
     assert genres[0] == "Animation|Children's|Comedy" and pd.isna(genres[1])
     assert movielens_items(original).iloc[0].to_dict() == {
@@ -177,6 +181,29 @@ def test_cli_map_errors_exit_2_in_one_line(saved_models, capsys, monkeypatch, ex
     assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
 
 
+@pytest.mark.parametrize("suffix", [".png", ".svg", ".pdf", ".html"])
+def test_cli_map_replaces_only_its_own_pictures_and_coordinates(saved_models, capsys, suffix):
+    """A picture or table accel did not write is refused and kept; accel's own are replaced."""
+    folder = saved_models
+    picture, coords = folder / f"holiday{suffix}", folder / "mycoords.csv"
+    command = ["map", str(folder / "ease"), "--layout", "svd", "-q"]
+    picture.write_bytes(b"the user's own picture")
+    code = main([*command, "--out", str(picture)])
+    err = capsys.readouterr().err
+    assert code == 2 and "refusing to replace" in err and len(err.strip().splitlines()) == 1, err
+    assert picture.read_bytes() == b"the user's own picture"
+    picture.unlink()
+    coords.write_text("a,b\n1,2\n")
+    code = main([*command, "--out", str(picture), "--coords", str(coords)])
+    assert code == 2 and "refusing to replace" in capsys.readouterr().err
+    assert coords.read_text() == "a,b\n1,2\n" and not picture.exists()
+    coords.unlink()
+    assert main([*command, "--out", str(picture), "--coords", str(coords)]) == 0
+    first = picture.stat().st_ino
+    assert main([*command, "--out", str(picture), "--coords", str(coords)]) == 0, capsys.readouterr().err
+    assert picture.stat().st_ino != first and list(pd.read_csv(coords).columns)[:3] == ["item", "x", "y"]
+
+
 def test_cli_map_refuses_models_without_item_weights(saved_models, capsys):
     code = main(
         ["map", str(saved_models / "toppop"), "--layout", "svd", "--out", str(saved_models / "t.png")]
@@ -190,7 +217,7 @@ def test_missing_umap_is_a_clear_error(ease, monkeypatch):
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name: None if name in ("umap", "cuml") else real(name)
     )
-    with pytest.raises(InputError, match=r"pip install 'accel\[map\]'"):
+    with pytest.raises(InputError, match=r"pip install umap-learn"):
         item_map(ease, layout="auto")
 
 

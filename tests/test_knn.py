@@ -169,3 +169,14 @@ def test_user_knn_has_no_similar_items(small_X: sp.csr_matrix) -> None:
     model = UserKNN(backend="numpy").fit(small_X, show_progress=False)
     with pytest.raises(InputError, match="use ItemKNN"):
         model.similar_items(0)
+
+
+def test_similaripy_bar_only_on_a_terminal(small_X: sp.csr_matrix, capfd, monkeypatch) -> None:
+    """A redirected log gets no bar frames; a terminal does."""
+    import sys
+
+    ItemKNN("cosine", k=10).fit(small_X, show_progress=True)
+    assert "it/s" not in capfd.readouterr().err
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    ItemKNN("cosine", k=10).fit(small_X, show_progress=True)
+    assert "it/s" in capfd.readouterr().err

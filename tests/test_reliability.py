@@ -21,6 +21,7 @@ from conftest import random_interactions
 
 from accel.atomic import CURRENT, VERSION_PREFIX, atomic_file
 from accel.cli import main
+from accel.distributed.run_output import check_run_folder
 from accel.errors import InputError
 from accel.models.base import load_model
 from accel.models.ease import EASE
@@ -175,6 +176,7 @@ def test_recommend_killed_mid_parquet_keeps_earlier_recommendations(X, tmp_path,
     rows, cols = X.nonzero()
     pd.DataFrame({"user_id": rows, "item_id": cols}).to_csv(log, index=False)
     assert main(["fit", str(log), "--backend", "numpy", "--out", str(tmp_path / "m"), "-q"]) == 0
+    capsys.readouterr()
     out = tmp_path / "recs.parquet"
     assert main(["recommend", str(tmp_path / "m"), str(log), "--out", str(out), "-q"]) == 0
     before = pd.read_parquet(out)
@@ -292,11 +294,16 @@ def test_every_out_is_checked_before_any_work(capsys, log, tmp_path, monkeypatch
     code, err = run_cli(capsys, "fit", missing, "--out", ".")
     assert_refused(code, err, "did not write", "log.csv")
     assert main(["fit", str(log), "--backend", "numpy", "--out", "m", "-q"]) == 0
+    capsys.readouterr()
     for out in (".", "notes.txt", "log.csv"):
         code, err = run_cli(capsys, "recommend", "m", missing, "--out", out)
         assert_refused(code, err, out)
     code, err = run_cli(capsys, "recommend", "m", missing, "--workers", "1", "--out", ".")
-    assert_refused(code, err, "--overwrite")
+    assert_refused(code, err, "pass --overwrite")
+    assert "overwrite=True" not in err and "Python" not in err
+    with pytest.raises(InputError, match="pass overwrite=True") as refused:
+        check_run_folder(tmp_path, overwrite=False)
+    assert "--overwrite" not in str(refused.value)
     code, err = run_cli(capsys, "tune", "--out", "notes.txt")
     assert_refused(code, err, "notes.txt")
     (tmp_path / "results.md").write_text("my results")
@@ -305,6 +312,11 @@ def test_every_out_is_checked_before_any_work(capsys, log, tmp_path, monkeypatch
     assert (tmp_path / "notes.txt").read_text() == "mine" and (
         tmp_path / "results.md"
     ).read_text() == "my results"
+    (tmp_path / "results.md").unlink()
+    (tmp_path / "sweep_time.png").write_bytes(b"my picture")
+    code, err = run_cli(capsys, "bench", "--out", ".")
+    assert_refused(code, err, "sweep_time.png")
+    assert (tmp_path / "sweep_time.png").read_bytes() == b"my picture"
 
 
 def test_a_folder_nobody_can_write_is_refused_before_any_work(capsys, log, tmp_path):
@@ -313,10 +325,12 @@ def test_a_folder_nobody_can_write_is_refused_before_any_work(capsys, log, tmp_p
         pytest.skip("needs /proc (Linux), a folder that takes no files even from root")
     missing = str(tmp_path / "no-such-log.csv")  # read only after the output check
     assert main(["fit", str(log), "--backend", "numpy", "--out", str(tmp_path / "m"), "-q"]) == 0
+    capsys.readouterr()
     for args in (
         ["fit", missing, "--out", "/proc/accel-model"],
         ["recommend", str(tmp_path / "m"), missing, "--out", "/proc/recs.csv"],
         ["bench", "--quick", "--out", "/proc/accel-bench"],
+        ["recommend", str(tmp_path / "m"), missing, "--workers", "2", "--out", "/proc/accel-run"],
     ):
         code, err = run_cli(capsys, *args)
         assert_refused(code, err, "/proc is not writable")
@@ -326,8 +340,10 @@ def test_a_folder_nobody_can_write_is_refused_before_any_work(capsys, log, tmp_p
 def test_accel_output_is_replaced_and_a_model_folder_keeps_other_files(capsys, log, tmp_path):
     out = tmp_path / "m"
     assert main(["fit", str(log), "--backend", "numpy", "--out", str(out), "-q"]) == 0
+    capsys.readouterr()
     (out / "README").write_text("notes about this model")
     assert main(["fit", str(log), "--model", "toppop", "--backend", "numpy", "--out", str(out), "-q"]) == 0
+    capsys.readouterr()
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith("."))[:3] == [
         "README",
         "counts.npy",
@@ -415,6 +431,7 @@ DAMAGES = {
 def test_a_damaged_model_is_named_with_its_problem(X, tmp_path, capsys, log, damage):
     path = tmp_path / "m"
     assert main(["fit", str(log), "--backend", "numpy", "--out", str(path), "-q"]) == 0
+    capsys.readouterr()
     apply, message = DAMAGES[damage]
     apply(path)
     with pytest.raises(InputError) as info:

@@ -116,3 +116,19 @@ def test_split_errors(inter):
     untimed = Interactions.from_frame(inter.frame, "user", "item")
     with pytest.raises(InputError, match="time column"):
         chronological_splits(untimed)
+
+
+@pytest.mark.parametrize("window", ["30", 30, " 7 ", 2.5])
+def test_a_window_without_unit_is_refused_not_read_as_nanoseconds(inter, window):
+    with pytest.raises(InputError, match=r"has no unit: write e\.g\."):
+        chronological_splits(inter, window=window)
+    with pytest.raises(InputError, match=r"train_window .* has no unit"):
+        chronological_splits(inter, window="30D", train_window=window)
+
+
+def test_splits_print_short(inter):
+    """A split prints its sizes and windows, never its id arrays."""
+    chrono = chronological_splits(inter, window="30D")
+    for text in (repr(chrono.valid), str(chrono.test), repr(chrono)):
+        assert len(text.splitlines()) <= 4 and len(text) < 600 and "users ×" in text
+    assert "train interactions" in repr(split_by_fraction(inter, test_fraction=0.2))

@@ -5,10 +5,26 @@
 * :func:`default_specs` / :class:`ModelSpec` - which models run, with which parameters.
 """
 
+import importlib
+from typing import Any
+
 from accel.bench.datasets import Dataset, holdout_split, log_file, movielens, synthetic
 from accel.bench.specs import ModelSpec, default_specs, load_tuned_params
-from accel.bench.suite import run_benchmark
-from accel.bench.sweep import DEFAULT_SWEEP_ITEMS, run_sweep, sweep_specs
+
+#: Loaded on first use: they draw with matplotlib, which each model's worker process never needs.
+_LAZY = {
+    "run_benchmark": "suite",
+    "DEFAULT_SWEEP_ITEMS": "sweep",
+    "run_sweep": "sweep",
+    "sweep_specs": "sweep",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"accel.bench.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'accel.bench' has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_SWEEP_ITEMS",

@@ -20,6 +20,8 @@ from accel.plots.draw import palette, save_figure
 
 _MARKERS = "osD^vP*Xh<>p"
 _MIB = 2**20
+#: The pictures a benchmark run writes into its results folder.
+PLOT_NAMES = ("sweep_time.png", "sweep_memory.png", "accuracy_vs_fit_time.png")
 
 
 def _styles(models: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -86,7 +88,7 @@ def plot_scaling(
     fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(0.99, 0.9), fontsize=8, frameon=False)
     fig.suptitle(_title("scaling sweep: seconds vs catalogue size", context), fontsize=10)
     fig.tight_layout()
-    paths.append(save_figure(fig, out_dir / "sweep_time.png"))
+    paths.append(save_figure(fig, out_dir / PLOT_NAMES[0]))
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for value, style, kind in (
@@ -106,7 +108,7 @@ def plot_scaling(
     ax.grid(True, which="both", alpha=0.3)
     _plain_log_ticks(ax)
     _legend_beside(ax)
-    paths.append(save_figure(fig, out_dir / "sweep_memory.png"))
+    paths.append(save_figure(fig, out_dir / PLOT_NAMES[1]))
     return paths
 
 
@@ -150,4 +152,4 @@ def plot_accuracy(
     _plain_log_ticks(ax)
     if done:
         _legend_beside(ax)
-    return save_figure(fig, Path(out_dir) / "accuracy_vs_fit_time.png")
+    return save_figure(fig, Path(out_dir) / PLOT_NAMES[2])

@@ -44,6 +44,7 @@ def run_one(
     evaluate: bool = True,
     workers: int | None = None,
     scheduler: str | None = None,
+    dask_threads: bool = False,
 ) -> dict[str, Any]:
     """Measure ``spec`` on the saved ``split`` in a fresh Python process; always returns a result row."""
     fd, name = tempfile.mkstemp(prefix="task.", suffix=".json", dir=workdir)
@@ -58,6 +59,7 @@ def run_one(
         "evaluate": evaluate,
         "workers": workers,
         "scheduler": scheduler,
+        "dask_threads": dask_threads,
     }
     task_path.write_text(json.dumps(task))
     failed = {"model": spec.name, "spec": spec.to_dict(), "status": "failed"}
@@ -108,6 +110,7 @@ def run_models(
     evaluate: bool = True,
     workers: int | None = None,
     scheduler: str | None = None,
+    dask_threads: bool = False,
     show_progress: bool = True,
     desc: str = "bench",
     data: str = "",
@@ -134,6 +137,7 @@ def run_models(
                 evaluate=evaluate,
                 workers=workers,
                 scheduler=scheduler,
+                dask_threads=dask_threads,
             )
             say(run_line(row, data), show_progress)
             results.append(row)

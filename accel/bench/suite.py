@@ -42,13 +42,15 @@ def run_benchmark(
     memory_limit: int | None = None,
     workers: int | None = None,
     scheduler: str | None = None,
+    dask_threads: bool = False,
     show_progress: bool = True,
 ) -> dict[str, Any]:
     """Run the models on ``dataset`` (split by time) and the sweep; write JSON, Markdown, PNGs to ``out_dir``.
 
     The catalogue is the items seen in the training window (as in
     :func:`accel.metrics.evaluate_split`); "recommend-all" times the top-20 of
-    every user with a training interaction. Returns the JSON payload, plus ``files``:
+    every user with a training interaction. ``dask_threads`` scores the Dask row on a cluster
+    of threads in its worker process (no processes to start). Returns the JSON payload, plus ``files``:
     the paths written.
     """
     out = Path(out_dir)
@@ -83,6 +85,7 @@ def run_benchmark(
                 memory_limit=memory_limit,
                 workers=workers,
                 scheduler=scheduler,
+                dask_threads=dask_threads,
                 show_progress=show_progress,
                 data=dataset.name,
             )

@@ -99,8 +99,9 @@ def _recommend(model: Any, spec: ModelSpec, X: sp.csr_matrix, task: dict[str, An
     from accel import distributed
 
     client = None
-    if task.get("scheduler") or task.get("workers"):
-        client = distributed.connect(task.get("scheduler"), task.get("workers"))
+    if task.get("scheduler") or task.get("workers") or task.get("dask_threads"):
+        processes = not task.get("dask_threads")  # threads: no cluster start-up in a quick run
+        client = distributed.connect(task.get("scheduler"), task.get("workers"), processes=processes)
     try:
         return np.asarray(distributed.recommend(model, X, k=RECOMMEND_K, client=client)[0])
     finally:

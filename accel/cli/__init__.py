@@ -24,6 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="accel",
         description="Train, serve and benchmark EASE and KNN item-item recommenders.",
     )
+    from accel import __version__
+
+    parser.add_argument("--version", action="version", version=f"accel {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in SUBCOMMANDS:
         importlib.import_module(f"accel.cli.{name}").add_parser(subparsers)
@@ -31,8 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one subcommand; user errors become a one-line message and exit code 2."""
-    parser = build_parser()
+    """Run one subcommand; user errors become a one-line message and exit code 2, Ctrl-C exit 130."""
+    try:
+        parser = build_parser()  # imports every subcommand: Ctrl-C may land here
+    except KeyboardInterrupt:
+        print("accel: interrupted", file=sys.stderr)
+        return 130
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -8,6 +8,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from accel.atomic import atomic_file, check_writable_folder
@@ -46,7 +47,40 @@ def add_input_args(parser: argparse.ArgumentParser, defaults_from_model: bool = 
 
 
 def add_quiet_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress bars or notes; the one result line stays"
+    )
+
+
+def add_meta_arg(parser: argparse.ArgumentParser) -> None:
+    """``--meta``: item attributes whose name column (title, prod_name, name) is added to the output."""
+    parser.add_argument(
+        "--meta",
+        metavar="FILE",
+        help="item attributes (a CSV/TSV/Parquet with the item column, or a MovieLens folder): adds "
+        "each item's title, prod_name or name",
+    )
+
+
+def with_item_names(frame: pd.DataFrame, meta: str | None, item_col: str) -> pd.DataFrame:
+    """``frame`` with its items' names from ``meta`` as a last column (unchanged without ``meta``)."""
+    if meta is None:
+        return frame
+    from accel.data.ids import match_ids
+    from accel.plots.map_layout import NAME_COLUMNS, read_item_meta
+
+    table = read_item_meta(meta, item_col)
+    id_col = item_col if item_col in table.columns else "item_id"
+    name = next((c for c in NAME_COLUMNS if c in table.columns), None)
+    if id_col not in table.columns or name is None:
+        raise InputError(
+            f"--meta {meta} needs the item column {item_col!r} and one of {', '.join(NAME_COLUMNS)} "
+            f"(columns: {', '.join(map(str, table.columns))})"
+        )
+    table = table.drop_duplicates(id_col)
+    rows = match_ids(frame["item"].to_numpy(), table[id_col].to_numpy())
+    names = table[name].to_numpy(dtype=object)
+    return frame.assign(**{name: np.where(rows >= 0, names[np.maximum(rows, 0)], None)})
 
 
 def add_filter_args(parser: argparse.ArgumentParser) -> None:
@@ -54,14 +88,15 @@ def add_filter_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-item", type=int, default=1, help="drop items with fewer interactions")
 
 
-def read_interactions(
+def read_log(
     path: str | os.PathLike[str],
     user_col: str = "user_id",
     item_col: str = "item_id",
     time_col: str | None = None,
     input_format: str = "auto",
-) -> Interactions:
-    """The log at ``path`` in ``input_format``; MovieLens logs are timed by default."""
+) -> tuple[Interactions, int]:
+    """The log at ``path`` in ``input_format`` (MovieLens logs are timed by default), and how many
+    repeated (user, item) rows were dropped from it."""
     if input_format == "movielens":
         if not Path(path).exists():
             raise InputError(f"input {path} does not exist")
@@ -69,7 +104,13 @@ def read_interactions(
         time_col = time_col or "timestamp"
     else:
         frame = read_table(path, input_format, id_cols=(user_col, item_col))
-    return Interactions.from_frame(frame, user_col=user_col, item_col=item_col, time_col=time_col)
+    inter = Interactions.from_frame(frame, user_col=user_col, item_col=item_col, time_col=time_col)
+    return inter, len(frame) - len(inter)
+
+
+def repeats_note(dropped: int) -> str:
+    """`` (N repeated (user, item) rows dropped)`` for a result line, or nothing."""
+    return f" ({dropped:,} repeated (user, item) rows dropped)" if dropped else ""
 
 
 def apply_filters(inter: Interactions, args: argparse.Namespace) -> Interactions:
@@ -80,40 +121,49 @@ def apply_filters(inter: Interactions, args: argparse.Namespace) -> Interactions
 
 def check_output_path(
     path: str | os.PathLike[str],
-    suffixes: tuple[str, ...] | None = None,
-    written_by_accel: Callable[[Path], bool] | None = None,
+    suffixes: tuple[str, ...] | None,
+    written_by_accel: Callable[[Path], bool],
 ) -> Path:
     """Fail before any work when ``path`` cannot be written (missing or read-only folder, bad suffix).
 
-    With ``written_by_accel``, an existing file there is replaced only when that
-    says accel wrote it; anything else is refused and left untouched.
+    Every output file of every command goes through here: an existing file is
+    replaced only when ``written_by_accel`` says accel wrote it; anything else is
+    refused and left untouched.
     """
     path = Path(path)
     if suffixes is not None and path.suffix.lower() not in suffixes:
         raise InputError(f"output {path} must end in {', '.join(suffixes)}")
     check_writable_folder(path.parent, path)
-    if path.is_dir() and suffixes is not None:
+    if path.is_dir():
         raise InputError(f"cannot write {path}: it is a folder")
-    if written_by_accel is not None and path.exists() and not written_by_accel(path):
+    if path.exists() and not written_by_accel(path):
         raise InputError(
             f"refusing to replace {path}: accel did not write it; remove it or choose another name"
         )
     return path
 
 
-def is_recommendations_table(path: Path) -> bool:
-    """Whether ``path`` is a table ``accel recommend`` wrote (its columns start user, item, rank, score)."""
+def table_columns(path: Path) -> list[str]:
+    """The column names of a Parquet or CSV table (empty when it cannot be read as one)."""
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
             import pyarrow.parquet as pq
 
-            names = pq.read_schema(path).names
-        else:
-            with open(path, encoding="utf-8") as f:
-                names = f.readline().rstrip("\r\n").split(",")
+            return list(pq.read_schema(path).names)
+        with open(path, encoding="utf-8") as f:
+            return f.readline().rstrip("\r\n").split(",")
     except Exception:
-        return False
-    return names[: len(RECOMMENDATION_COLUMNS)] == list(RECOMMENDATION_COLUMNS)
+        return []
+
+
+def is_recommendations_table(path: Path) -> bool:
+    """Whether ``path`` is a table ``accel recommend`` wrote (its columns start user, item, rank, score)."""
+    return table_columns(path)[: len(RECOMMENDATION_COLUMNS)] == list(RECOMMENDATION_COLUMNS)
+
+
+def is_coordinates_table(path: Path) -> bool:
+    """Whether ``path`` is a table ``accel map --coords`` wrote (its columns start item, x, y)."""
+    return table_columns(path)[:3] == ["item", "x", "y"]
 
 
 def is_json_with(path: Path, keys: tuple[str, ...]) -> bool:
@@ -136,6 +186,8 @@ def write_table(frame: pd.DataFrame, path: Path) -> None:
 
 def load_saved_model(path: str | os.PathLike[str], backend: str | None = None) -> Recommender:
     """A model saved by ``accel fit`` (one that carries its item ids)."""
+    if Path(path).exists() and not Path(path).is_dir():
+        raise InputError(f"{path} is a file; MODEL_DIR is the folder `accel fit --out` wrote")
     if not Path(path).is_dir():
         raise InputError(f"model folder {path} does not exist")
     model = load_model(path, backend=backend)

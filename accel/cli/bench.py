@@ -86,7 +86,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def check_results_folder(out: Path) -> None:
     """Fail before any work when ``out`` is a file or holds results that ``accel bench`` did not write."""
+    from accel.bench.plots import PLOT_NAMES
     from accel.bench.suite import RESULTS_JSON, RESULTS_MD
+    from accel.plots.draw import drawn_by_accel
 
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; give a folder for the results")
@@ -95,8 +97,9 @@ def check_results_folder(out: Path) -> None:
         raise InputError(f"--out {out}: {existing} is a file, not a folder")
     check_writable_folder(existing, out)
     ours = is_json_with(out / RESULTS_JSON, ("machine", "wall_s"))
-    for name in (RESULTS_JSON, RESULTS_MD):
-        if (out / name).exists() and not ours:
+    for name in (RESULTS_JSON, RESULTS_MD, *PLOT_NAMES):
+        owned = drawn_by_accel(out / name) if name in PLOT_NAMES else ours
+        if (out / name).exists() and not owned:
             raise InputError(
                 f"refusing to replace {out / name}: accel did not write it; choose another --out folder"
             )
@@ -149,6 +152,7 @@ def run_command(args: argparse.Namespace) -> int:
         memory_limit=memory_limit,
         workers=args.workers,
         scheduler=args.scheduler,
+        dask_threads=args.quick and args.workers is None and args.scheduler is None,
         show_progress=not args.quiet,
     )
     rows = payload.get("results", []) + payload.get("sweep", [])

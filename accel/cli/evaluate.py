@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
+import time
 
-from accel.cli._common import add_filter_args, add_input_args, add_quiet_arg, apply_filters, read_interactions
+import numpy as np
+
+from accel.backends import get_backend
+from accel.cli._common import (
+    add_filter_args,
+    add_input_args,
+    add_quiet_arg,
+    apply_filters,
+    read_log,
+    repeats_note,
+)
 from accel.cli._models import DEFAULT_L2, add_model_args, model_from_args
 from accel.data.splits import Split, chronological_splits, split_by_fraction
 from accel.errors import InputError
@@ -31,7 +43,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_input_args(parser)
     add_filter_args(parser)
     parser.add_argument("--split", choices=("chronological", "fraction"), default="chronological")
-    parser.add_argument("--window", default="180D", help="predict window length (default 180D)")
+    parser.add_argument(
+        "--window",
+        default="180D",
+        help="predict window length with its unit: 180D days, 12h hours (default 180D)",
+    )
     parser.add_argument(
         "--train-window",
         default=None,
@@ -47,6 +63,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help=f"EASE λ value(s) (default {DEFAULT_L2:g})",
     )
     parser.add_argument("--k", type=int, nargs="+", default=[10], help="cut-off(s) (default 10)")
+    parser.add_argument(
+        "--metric",
+        default=None,
+        help="what picks the best --l2 on valid, e.g. map@12 or recall@20 (default: ndcg at the largest --k)",
+    )
     parser.add_argument("--backend", default="auto", help="auto, numpy or cupy (default auto)")
     parser.add_argument("--dtype", default="float32", help="float32 or float64 (default float32)")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
@@ -54,9 +75,47 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+@functools.cache
+def _matmul_rate(dtype: str) -> float:
+    """This machine's dense matrix-product rate (flop/s) in ``dtype``, measured once (a few ms)."""
+    a = np.random.default_rng(0).standard_normal((512, 512)).astype(dtype)
+    a @ a
+    start = time.perf_counter()
+    a @ a
+    return 2 * 512**3 / max(time.perf_counter() - start, 1e-6)
+
+
+def rough_fit_seconds(n_items: int, dtype: str) -> float:
+    """A rough EASE fit time on the CPU: Cholesky and inverse take about 2·n³ flop at the matmul rate."""
+    return 2.0 * float(n_items) ** 3 / _matmul_rate(dtype)
+
+
 def _score(name: str, l2: float | None, split: Split, args: argparse.Namespace) -> dict[str, float]:
     model = model_from_args(args, l2=l2, name=name)
+    if not args.quiet:
+        n_items = split.train.shape[1]
+        estimate = ""
+        if name == "ease" and get_backend(args.backend).name == "numpy":
+            estimate = f" (fit roughly {rough_fit_seconds(n_items, args.dtype):,.0f} s on this CPU)"
+        print(
+            f"accel evaluate: fitting and scoring {type(model).__name__}"
+            + (f"(l2={l2:g})" if l2 is not None and name == "ease" else "")
+            + f" on {n_items:,} items, {len(split.test_users):,} test users{estimate}",
+            file=sys.stderr,
+        )
     return evaluate_split(model, split, ks=args.k, show_progress=not args.quiet)
+
+
+def selection_metric(args: argparse.Namespace) -> str:
+    """The ``metric@k`` that picks λ on the validation split (checked before any work)."""
+    metric = args.metric or f"ndcg@{max(args.k)}"
+    name, _, k = metric.partition("@")
+    if name not in METRICS or not k.isdigit() or int(k) not in args.k:
+        raise InputError(
+            f"--metric {metric!r} must be one of {', '.join(METRICS)} at one of the --k values "
+            f"({', '.join(map(str, args.k))}), e.g. {METRICS[2]}@{args.k[0]}"
+        )
+    return metric
 
 
 def _label(args: argparse.Namespace) -> str:
@@ -72,10 +131,10 @@ def run(args: argparse.Namespace) -> int:
     if args.model != "ease" and args.l2:
         raise InputError(f"--l2 values are searched for EASE only, not --model {args.model}")
     label = None if args.model == "ease" else _label(args)
+    target = selection_metric(args)
     l2s = args.l2 or [DEFAULT_L2]
-    inter = apply_filters(
-        read_interactions(args.input, args.user_col, args.item_col, args.time_col, args.input_format), args
-    )
+    inter, dropped = read_log(args.input, args.user_col, args.item_col, args.time_col, args.input_format)
+    inter = apply_filters(inter, args)
     for k in args.k:
         check_k(k, inter.n_items)
     if args.split == "chronological":
@@ -97,7 +156,6 @@ def run(args: argparse.Namespace) -> int:
         else:
             rows = {f"EASE(l2={l2:g})": _score("ease", l2, split, args) for l2 in test_l2s}
             if name == "valid":
-                target = f"ndcg@{max(args.k)}"
                 best_l2 = max(l2s, key=lambda l2: rows[f"EASE(l2={l2:g})"][target])
                 test_l2s = [best_l2]
         if args.model != "toppop":
@@ -108,8 +166,10 @@ def run(args: argparse.Namespace) -> int:
         "n_users": inter.n_users,
         "n_items": inter.n_items,
         "n_interactions": len(inter),
+        "repeats_dropped": dropped,
         "splits": {name: split.describe() for name, split in splits.items()},
         "best_l2": best_l2 if "valid" in splits and label is None else None,
+        "selected_by": target if "valid" in splits and label is None else None,
         "results": results,
     }
     if args.json:
@@ -125,11 +185,12 @@ def format_report(report: dict, ks: list[int]) -> str:
     """The results as an aligned plain-text table, one row per split and model."""
     columns = [f"{m}@{k}" for k in ks for m in METRICS]
     lines = [
-        f"{report['n_interactions']:,} interactions, {report['n_users']:,} users, {report['n_items']:,} items"
+        f"{report['n_interactions']:,} interactions{repeats_note(report['repeats_dropped'])}, "
+        f"{report['n_users']:,} users, {report['n_items']:,} items"
     ]
     lines += [f"{name}: {text}" for name, text in report["splits"].items()]
     if report["best_l2"] is not None:
-        lines.append(f"best l2 on valid: {report['best_l2']:g}")
+        lines.append(f"best l2 on valid: {report['best_l2']:g} (by {report['selected_by']})")
     width = max(len(model) for rows in report["results"].values() for model in rows)
     lines.append(f"{'split':<6} {'model':<{width}} " + " ".join(f"{c:>12}" for c in columns))
     for split, rows in report["results"].items():

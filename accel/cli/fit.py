@@ -13,7 +13,8 @@ from accel.cli._common import (
     add_quiet_arg,
     apply_filters,
     id_array,
-    read_interactions,
+    read_log,
+    repeats_note,
 )
 from accel.cli._models import DEFAULT_L2, add_model_args, model_from_args
 from accel.errors import InputError
@@ -64,9 +65,8 @@ def run(args: argparse.Namespace) -> int:
         if not isinstance(model, EASE):
             raise InputError(f"--prune applies to EASE only, not --model {args.model}")
         check_density(args.prune)
-    inter = apply_filters(
-        read_interactions(args.input, args.user_col, args.item_col, args.time_col, args.input_format), args
-    )
+    inter, dropped = read_log(args.input, args.user_col, args.item_col, args.time_col, args.input_format)
+    inter = apply_filters(inter, args)
     model.fit(inter.matrix(), show_progress=not args.quiet)
     if args.prune is not None:
         model = model.prune(args.prune)
@@ -78,10 +78,9 @@ def run(args: argparse.Namespace) -> int:
         "input_format": np.array(args.input_format),
     }
     model.save(out, extras=extras)
-    if not args.quiet:
-        print(
-            f"fitted {model!r} on {len(inter):,} interactions of {inter.n_users:,} users × "
-            f"{inter.n_items:,} items; saved to {out}",
-            file=sys.stderr,
-        )
+    print(  # the one result line, kept by --quiet
+        f"fitted {model!r} on {len(inter):,} interactions{repeats_note(dropped)} of {inter.n_users:,} "
+        f"users × {inter.n_items:,} items; saved to {out}",
+        file=sys.stderr,
+    )
     return 0

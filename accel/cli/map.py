@@ -5,8 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from accel.cli._common import OUTPUT_SUFFIXES, add_quiet_arg, check_output_path, load_saved_model, write_table
-from accel.plots.draw import MAP_SUFFIXES
+from accel.cli._common import (
+    OUTPUT_SUFFIXES,
+    add_quiet_arg,
+    check_output_path,
+    is_coordinates_table,
+    load_saved_model,
+    write_table,
+)
+from accel.plots.draw import MAP_SUFFIXES, drawn_by_accel
 from accel.plots.map_layout import LAYOUTS, MAX_ITEMS
 
 
@@ -52,7 +59,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--layout",
         choices=LAYOUTS,
         default="auto",
-        help="umap (umap-learn, pip install 'accel[map]'), cuml (GPU), svd (linear, no extra), "
+        help="umap (umap-learn: pip install umap-learn), cuml (GPU), svd (linear, no extra), "
         "auto: cuml on a GPU, else umap (default)",
     )
     parser.add_argument("--neighbors", type=int, default=15, help="UMAP's n_neighbors (default 15)")
@@ -64,8 +71,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from accel.plots import item_map
 
-    out = check_output_path(args.out, MAP_SUFFIXES)
-    coords = check_output_path(args.coords, OUTPUT_SUFFIXES) if args.coords else None
+    out = check_output_path(args.out, MAP_SUFFIXES, drawn_by_accel)
+    coords = check_output_path(args.coords, OUTPUT_SUFFIXES, is_coordinates_table) if args.coords else None
     model = load_saved_model(args.model_dir, backend=args.backend)
     table = item_map(
         model,
@@ -94,5 +101,5 @@ def run(args: argparse.Namespace) -> int:
                 f"{purity['purity']:.3f} (shuffled labels: {chance})",
                 file=sys.stderr,
             )
-        print(f"wrote {out}" + (f" and {coords}" if coords else ""), file=sys.stderr)
+    print(f"wrote {out}" + (f" and {coords}" if coords else ""), file=sys.stderr)  # kept by --quiet
     return 0

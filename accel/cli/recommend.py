@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
@@ -11,17 +12,19 @@ import scipy.sparse as sp
 from accel.cli._common import (
     OUTPUT_SUFFIXES,
     add_input_args,
+    add_meta_arg,
     add_quiet_arg,
     check_output_path,
     is_recommendations_table,
     load_saved_model,
-    read_interactions,
+    read_log,
     saved_text,
+    with_item_names,
     write_table,
 )
 from accel.data.interactions import read_table
-from accel.distributed.cli_options import add_dask_args, recommend_with_dask, wants_dask
-from accel.distributed.run_output import check_run_folder
+from accel.distributed.cli_options import add_dask_args, recommend_with_dask, wants_dask, with_cli_hint
+from accel.distributed.run_output import check_run_folder, check_same_run, model_fingerprint
 from accel.errors import InputError
 from accel.models.base import Recommender
 from accel.serving import UNKNOWN_USERS
@@ -55,6 +58,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="ITEM_ID",
         help="instead of INPUT: one user's items (repeat the flag or list several)",
     )
+    parser.add_argument(
+        "--users",
+        nargs="+",
+        action="extend",
+        metavar="USER_ID|FILE",
+        help="serve only these users of INPUT: ids, or one file of them (a .txt with one id a line, "
+        "or a .csv/.tsv/.parquet with the user column)",
+    )
     add_input_args(parser, defaults_from_model=True)
     parser.add_argument("--k", type=int, default=10, help="items per user (default 10)")
     parser.add_argument(
@@ -72,6 +83,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "column too, each user's own list (items and users the model or log lacks are ignored)",
         )
     parser.add_argument("--out", metavar="FILE", help="output .parquet or .csv (default: print)")
+    add_meta_arg(parser)
     parser.add_argument("--backend", default=None, help="override the saved backend (auto, numpy, cupy)")
     add_quiet_arg(parser)
     add_dask_args(parser)
@@ -123,29 +135,53 @@ def filters_from_args(
     return filters
 
 
+def requested_users(values: list[str] | None, user_col: str) -> list[object] | None:
+    """The ``--users`` ids: as given, or read from the one file named (``None``: every user)."""
+    if values is None:
+        return None
+    path = Path(values[0])
+    if len(values) > 1 or not path.is_file():
+        return list(values)
+    if path.suffix.lower() == ".txt":
+        lines = path.read_text(encoding="utf-8").splitlines()
+        return [line.strip() for line in lines if line.strip()]
+    table = read_table(path, id_cols=(user_col,))
+    if user_col not in table.columns:
+        raise InputError(
+            f"--users {path} has no user column {user_col!r} (columns: {', '.join(table.columns)})"
+        )
+    return table[user_col].drop_duplicates().tolist()
+
+
 def run(args: argparse.Namespace) -> int:
     if (args.input is None) == (args.items is None):
         raise InputError("give either INPUT (a log of users) or --items, not both or neither")
+    if args.users is not None and args.input is None:
+        raise InputError("--users picks users of INPUT: give the log too")
     if args.items is not None and wants_dask(args):
         raise InputError("--scheduler / --workers score the users of a log: give INPUT, not --items")
     out = None
     if wants_dask(args) and args.out:
-        check_run_folder(args.out, args.overwrite)
+        with_cli_hint(check_run_folder)(args.out, args.overwrite)
     elif args.out:
         out = check_output_path(args.out, OUTPUT_SUFFIXES, is_recommendations_table)
     model = load_saved_model(args.model_dir, backend=args.backend)
+    if wants_dask(args) and args.out:  # a different model or k is refused before the log is read
+        known = {"model": model_fingerprint(model), "k": args.k}
+        with_cli_hint(check_same_run)(args.out, known, args.overwrite)
     item_ids = model_item_ids(model)
     if args.items is not None:
         X, user_ids = items_row(item_ids, args.items), np.array(["new"])
         filters = filters_from_args(args, model, item_ids, None)
     else:
-        inter = read_interactions(
+        inter, _ = read_log(
             args.input,
             *id_columns(args, model),
             args.time_col,
             args.input_format or saved_text(model, "input_format") or "auto",
         )
-        X, user_ids, unknown = history_matrix(item_ids, inter)
+        users = requested_users(args.users, id_columns(args, model)[0])
+        X, user_ids, unknown = history_matrix(item_ids, inter, users)
         report_unknown_users(X, user_ids, args)
         if unknown and not args.quiet:
             print(
@@ -165,10 +201,10 @@ def run(args: argparse.Namespace) -> int:
         show_progress=not args.quiet,
         filters=filters,
     )
+    frame = with_item_names(frame, args.meta, id_columns(args, model)[1])
     if out is None:
         print(frame.to_csv(sep="\t", index=False), end="")
     else:
         write_table(frame, out)
-        if not args.quiet:
-            print(f"wrote {len(frame):,} recommendations to {out}", file=sys.stderr)
+        print(f"wrote {len(frame):,} recommendations to {out}", file=sys.stderr)  # kept by --quiet
     return 0

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 
-from accel.cli._common import load_saved_model
+from accel.cli._common import add_meta_arg, load_saved_model, saved_text, with_item_names
 from accel.serving.answers import model_item_ids, similar_frame
 
 
@@ -23,20 +23,30 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--k", type=int, default=10, help="how many items (default 10)")
     parser.add_argument("--backend", default=None, help="override the saved backend (auto, numpy, cupy)")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    add_meta_arg(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     model = load_saved_model(args.model_dir, backend=args.backend)
     frame = similar_frame(model, model_item_ids(model), args.item, k=args.k)
+    frame = with_item_names(frame, args.meta, saved_text(model, "item_col") or "item_id")
+    extra = list(frame.columns[3:])
     rows = [
-        (int(r), i.item() if isinstance(i, np.generic) else i, float(s))
-        for r, i, s in frame.itertuples(False)
+        (int(r), i.item() if isinstance(i, np.generic) else i, float(s), *rest)
+        for r, i, s, *rest in frame.itertuples(False)
     ]
     if args.json:
-        print(json.dumps([{"rank": r, "item": i, "score": s} for r, i, s in rows]))
+        print(
+            json.dumps(
+                [
+                    {"rank": r, "item": i, "score": s, **dict(zip(extra, rest, strict=True))}
+                    for r, i, s, *rest in rows
+                ]
+            )
+        )
     else:
-        print("rank\titem\tscore")
-        for r, i, s in rows:
-            print(f"{r}\t{i}\t{s:.6g}")
+        print("\t".join(["rank", "item", "score", *extra]))
+        for r, i, s, *rest in rows:
+            print("\t".join([str(r), str(i), f"{s:.6g}", *map(str, rest)]))
     return 0

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from accel.models.knn import SIMILARITIES
     from accel.tuning import tune
 
-    out = check_output_path(args.out, written_by_accel=lambda path: is_json_with(path, TUNE_KEYS))
+    out = check_output_path(args.out, None, lambda path: is_json_with(path, TUNE_KEYS))
     dataset = dataset_from_args(args)
     similarities = SIMILARITIES
     if args.similarities:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -46,6 +47,15 @@ def parse_times(values: pd.Series, column: str) -> pd.Series:
     # Name a value the inferred format (else ISO 8601) could not read.
     parsed = inferred if inferred is not None else iso
     example = values.iloc[0] if parsed is None else values[parsed.isna()].iloc[0]
+    alone = _text_times(pd.Series([example]), None)
+    shape = re.compile(r"\d")  # "2024/01/03" and "2024-01-02" differ in shape, "13/02" and "01/02" do not
+    other_shape = shape.sub("9", str(example)) != shape.sub("9", str(values.iloc[0]))
+    if other_shape and parsed is not None and alone is not None and alone.notna().all():
+        raise InputError(
+            f"time column {column!r} mixes date formats: {example!r} is not written as "
+            f"{values.iloc[0]!r} is; write every time in one format (ISO 8601 such as 2024-01-03 "
+            "is always read)"
+        )
     raise InputError(f"time column {column!r} holds a value that is not a date: {example!r}")
 
 

@@ -8,6 +8,7 @@ other users' test rows are empty and other items' test columns are zero.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +40,10 @@ class Split:
     def train_items(self) -> np.ndarray:
         """Indices of items with at least one train interaction."""
         return np.flatnonzero(np.diff(self.train.tocsc().indptr) > 0)
+
+    def __repr__(self) -> str:
+        """A short summary (the dataclass default would print every user and item id)."""
+        return f"Split({self.describe()}; {len(self.user_ids):,} users × {len(self.item_ids):,} items)"
 
     def describe(self) -> str:
         """One line: the windows (if any) and the sizes of both sides."""
@@ -121,6 +126,9 @@ class ChronologicalSplits:
     valid: Split
     test: Split
 
+    def __repr__(self) -> str:
+        return f"ChronologicalSplits(\n  valid={self.valid!r},\n  test={self.test!r}\n)"
+
 
 def chronological_splits(
     inter: Interactions, window: str = "180D", train_window: str | None = None, end: object = None
@@ -164,6 +172,13 @@ def chronological_splits(
 
 
 def _to_timedelta(value: object, name: str) -> pd.Timedelta:
+    """``value`` as a positive duration; a bare number has no unit and is refused (not read as ns)."""
+    if isinstance(value, (int, float, np.number)) or (
+        isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+(\.\d*)?\s*", value)
+    ):
+        raise InputError(
+            f"{name} {value!r} has no unit: write e.g. '{value}D' for days or '{value}h' for hours"
+        )
     try:
         delta = pd.Timedelta(value)
     except (ValueError, TypeError):

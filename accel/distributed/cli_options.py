@@ -30,7 +30,7 @@ def add_dask_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _with_cli_hint(function: Any) -> Any:
+def with_cli_hint(function: Any) -> Any:
     """``function`` with the Python advice in its errors (``overwrite=True``) given as the option."""
 
     def call(*args: Any, **kwargs: Any) -> Any:
@@ -57,7 +57,7 @@ def recommend_with_dask(
     filters: dict[str, Any] | None = None,
 ) -> int:
     """Score ``X`` on the cluster into the ``--out`` folder (one Parquet file per chunk)."""
-    from accel.distributed.client import connect
+    from accel.distributed.client import connect, silence_dask_logs
     from accel.distributed.scoring import recommend_to_parquet
 
     if not args.out:
@@ -66,7 +66,7 @@ def recommend_with_dask(
     source = args.model_dir if args.backend is None else model
     client = connect(args.scheduler, args.workers, timeout=args.timeout)
     try:
-        manifest = _with_cli_hint(recommend_to_parquet)(
+        manifest = with_cli_hint(recommend_to_parquet)(
             source,
             X,
             args.out,
@@ -80,13 +80,15 @@ def recommend_with_dask(
             unknown_users=args.unknown_users,
             **(filters or {}),
         )
+    except KeyboardInterrupt:
+        silence_dask_logs()  # stopping the workers mid-task is expected now: one line, exit 130
+        raise
     finally:
         client.close()
-    if not args.quiet:
-        print(
-            f"wrote {manifest['rows_written']:,} recommendations in {manifest['chunks_written']:,} parts "
-            f"to {args.out}"
-            + (f" ({manifest['chunks_resumed']:,} parts kept)" if manifest["chunks_resumed"] else ""),
-            file=sys.stderr,
-        )
+    print(  # the one result line, kept by --quiet
+        f"wrote {manifest['rows_written']:,} recommendations in {manifest['chunks_written']:,} parts "
+        f"to {args.out}"
+        + (f" ({manifest['chunks_resumed']:,} parts kept)" if manifest["chunks_resumed"] else ""),
+        file=sys.stderr,
+    )
     return 0

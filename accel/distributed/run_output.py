@@ -21,14 +21,14 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from accel.atomic import atomic_file, remove_abandoned_files
+from accel.atomic import atomic_file, check_writable_folder, remove_abandoned_files
 from accel.errors import InputError
 
 MANIFEST = "_accel_run.json"
 PART_GLOB = "part-*.parquet"
 _PART_NAME = re.compile(r"part-\d+\.parquet")
 #: How to replace an earlier run, for the command line and for Python.
-_OVERWRITE = "choose another folder, or overwrite it (--overwrite; overwrite=True in Python)"
+_OVERWRITE = "choose another folder, or pass overwrite=True to replace its run"
 #: Rows of each learned array hashed into a model's fingerprint.
 _SAMPLED_ROWS = 64
 #: Elements of each 1-D array hashed into a fingerprint.
@@ -117,11 +117,9 @@ def check_run_folder(folder: str | os.PathLike[str], overwrite: bool) -> Path:
     if folder.exists() and not folder.is_dir():
         raise InputError(f"output path {folder} exists and is not a folder")
     if not folder.exists():
-        if not folder.parent.is_dir():
-            raise InputError(f"cannot create {folder}: folder {folder.parent} does not exist")
+        check_writable_folder(folder.parent, folder)
         return folder
-    if not os.access(folder, os.W_OK):
-        raise InputError(f"cannot write to {folder}: the folder is not writable")
+    check_writable_folder(folder, folder)
     if not overwrite and read_manifest(folder) is None:
         others = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
         if others:
@@ -129,6 +127,22 @@ def check_run_folder(folder: str | os.PathLike[str], overwrite: bool) -> Path:
                 f"{folder} is not empty and holds no accel run ({others[0]!r}, ...); {_OVERWRITE}"
             )
     return folder
+
+
+def check_same_run(folder: str | os.PathLike[str], known: dict[str, Any], overwrite: bool) -> None:
+    """Refuse, before the data is read, a folder whose run differs in what is known already (model, k).
+
+    :func:`prepare_folder` compares the whole run once the data is read.
+    """
+    previous = read_manifest(Path(folder)) if Path(folder).is_dir() else None
+    if overwrite or previous is None:
+        return
+    run = previous.get("run", {})
+    differ = sorted(key for key, value in known.items() if run.get(key) != value)
+    if differ:
+        raise InputError(
+            f"{folder} already holds a different run (differs in: {', '.join(differ)}); {_OVERWRITE}"
+        )
 
 
 def prepare_folder(folder: str | os.PathLike[str], run: dict[str, Any], overwrite: bool) -> set[int]:

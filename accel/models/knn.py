@@ -30,6 +30,7 @@ from accel.errors import AccelError, InputError
 from accel.models.base import DType, Recommender
 from accel.models.item_item import SparseItemItem
 from accel.models.registry import Entry, Range
+from accel.progress import terminal_progress
 from accel.validation import check_nonnegative, check_positive_int
 
 #: Each similaripy similarity and the parameters of its own that it takes
@@ -197,7 +198,7 @@ class _KNN(Recommender):
             shrink=float(self.shrink),
             shrink_type=self.shrink_type,
             threshold=float(self.threshold),
-            verbose=show_progress,
+            verbose=terminal_progress(show_progress),
             format_output="csr",
             **self.method_params(),
         )

@@ -20,15 +20,38 @@ MAP_SUFFIXES = (".png", ".svg", ".pdf", ".html")
 #: Labels with their own colour; the rest are drawn as "other".
 MAX_LEGEND = 12
 _OTHER, _MISSING = "other", "no attribute"
+#: The creator recorded in every picture accel draws, so a later run knows it may replace it.
+CREATOR = "accel.plots"
+#: Pictures larger than this are never read back to look for :data:`CREATOR`.
+_MAX_CHECKED_BYTES = 256 << 20
 
 
 def save_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 120) -> Path:
-    """Write ``fig`` to ``path`` atomically, in the format its suffix names, and close it."""
+    """Write ``fig`` to ``path`` atomically, in the format its suffix names, and close it.
+
+    PNG, SVG and PDF record :data:`CREATOR` in their metadata (see :func:`drawn_by_accel`).
+    """
     path = Path(path)
     with atomic_file(path) as tmp:
-        fig.savefig(tmp, format=path.suffix.lstrip(".").lower() or "png", dpi=dpi, bbox_inches="tight")
+        fig.savefig(
+            tmp,
+            format=path.suffix.lstrip(".").lower() or "png",
+            dpi=dpi,
+            bbox_inches="tight",
+            metadata={"Creator": CREATOR},
+        )
     plt.close(fig)
     return path
+
+
+def drawn_by_accel(path: str | os.PathLike[str]) -> bool:
+    """Whether the picture at ``path`` names accel as its creator (what accel may replace)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(_MAX_CHECKED_BYTES)
+    except OSError:
+        return False
+    return CREATOR.encode() in data
 
 
 def _legend_labels(table: pd.DataFrame, color: str | None) -> tuple[pd.Series, list[str]]:
@@ -123,6 +146,7 @@ def _write_html(
     )
     page = (
         '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>Item map</title>'
+        f'<meta name="generator" content="{CREATOR}">'
         "<style>body{font-family:sans-serif;display:flex;gap:1em}ul{list-style:none;padding:0}"
         "circle{fill-opacity:.75}circle:hover{stroke:#000;r:5}</style></head><body>"
         f"<div><h3>{html.escape(title).replace(chr(10), '<br>')}</h3>"

@@ -47,6 +47,8 @@ COLOR_COLUMNS = ("genres", "genre", "index_group_name", "category")
 NAME_COLUMNS = ("title", "prod_name", "name")
 #: Separator of several labels in one attribute value (MovieLens genres: ``Action|Comedy``).
 LABEL_SEPARATOR = "|"
+#: MovieLens movie lists, read as in their folder (titles, and genres as ``a|b`` labels).
+MOVIELENS_ITEM_FILES = ("u.item", "movies.dat", "movies.csv")
 
 Layout = Callable[[Any, int, int], np.ndarray]
 
@@ -130,7 +132,7 @@ def resolve_layout(layout: str | Layout) -> tuple[str, Layout]:
         layout = "cuml" if _gpu_umap_available() else "umap"
     if layout == "umap" and importlib.util.find_spec("umap") is None:
         raise InputError(
-            "the UMAP layout needs umap-learn: pip install 'accel[map]' (or use the linear layout 'svd')"
+            "the UMAP layout needs umap-learn: pip install umap-learn (or use the linear layout 'svd')"
         )
     if layout == "cuml" and importlib.util.find_spec("cuml") is None:
         raise InputError("the cuml layout needs RAPIDS cuML and a GPU (or use 'umap' or 'svd')")
@@ -138,7 +140,7 @@ def resolve_layout(layout: str | Layout) -> tuple[str, Layout]:
 
 
 def read_item_meta(source: str | os.PathLike[str] | pd.DataFrame, item_col: str) -> pd.DataFrame:
-    """Item attributes from a frame, a CSV/TSV/Parquet file, or a MovieLens folder (its movie list).
+    """Item attributes from a frame, a CSV/TSV/Parquet file, or a MovieLens folder or movie list.
 
     A text file's ``item_col`` is read as strings, as the log's ids are (``"0108775015"``
     keeps its leading zero).
@@ -151,6 +153,8 @@ def read_item_meta(source: str | os.PathLike[str] | pd.DataFrame, item_col: str)
     path = Path(source)
     if path.is_dir():
         return movielens_items(path)
+    if path.is_file() and path.name in MOVIELENS_ITEM_FILES:  # one rule with the folder: genres split
+        return movielens_items(path.parent)
     if not path.is_file():
         raise InputError(f"item attributes {path} do not exist")
     return read_table(path, "auto", id_cols=(item_col,))

@@ -9,12 +9,8 @@
   entries). After the Gram the memory pool's cached blocks are freed, so the inverse
   starts from the n² buffer alone; :attr:`CupyBackend.pool_peaks` holds each phase's pool.
 * Inverse: :mod:`accel.backends.cupy.inverse` (cuSOLVER ``Xpotrf`` + cuBLAS, one buffer).
-* Scoring: ``cusparseSpMM`` (in row chunks whose output stays under 2³¹ elements) with a
-  row-major dense operand through CuPy's generic-API
-  bindings ``createCsr``/``createDnMat``/``spMM_bufferSize``/``spMM``
-  (``cupy_backends/cuda/libs/cusparse.pxd``), so ``W`` is never copied (``cupyx``'s
-  ``csr @ dense`` converts it to Fortran order first). The algorithm is
-  ``CUSPARSE_MM_ALG_DEFAULT``, what ``cupyx/cusparse.py`` passes to SpMM.
+* Scoring: :func:`accel.backends.cupy.spmm.spmm` (``cusparseSpMM``, ``W`` never copied, in row
+  chunks whose output stays under 2³¹ elements).
 * Top-k: selection with ``ndarray.partition`` on order-preserving integer keys, never a
   full sort of a row; ties go to the lower column.
 """
@@ -34,12 +30,8 @@ from accel.backends.cupy import planning
 from accel.backends.cupy.inverse import MATH_MODES, MathMode, spd_inverse
 from accel.backends.cupy.kernels import ROW_THREADS, row_kernel
 from accel.backends.cupy.libs import CUDA_DTYPE, Xpotrf, cupy_usable, device_name, load_xpotrf
-from accel.backends.cupy.topk import (
-    order_key_kernel64,
-    packed_topk_key_kernel,
-    smallest_keys,
-    smallest_packed,
-)
+from accel.backends.cupy.spmm import spmm
+from accel.backends.cupy.topk import best_in_rows
 from accel.errors import BackendUnavailableError
 
 CholeskyMode = Literal["auto", "cusolver", "blocked"]
@@ -335,62 +327,8 @@ class CupyBackend(Backend):
             for start in range(0, m, chunk):
                 stop = min(m, start + chunk)
                 part = X if (start, stop) == (0, m) else X[start:stop]
-                self._spmm(part, W, order, ld_w, out[start:stop])
+                spmm(part, W, order, ld_w, out[start:stop])
         return out
-
-    def _spmm(self, X: Any, W: Array, order: int, ld_w: int, out: Array) -> None:
-        """``out = X · W`` by ``cusparseSpMM`` (``out`` C-contiguous, under 2³¹ elements)."""
-        cp = self._cp
-        from cupy_backends.cuda.libs import cusparse
-
-        (m, k), n = X.shape, W.shape[1]
-        if out.shape != (m, n) or out.size > planning.SPMM_MAX_ELEMENTS or not out.flags.c_contiguous:
-            raise ValueError(f"SpMM output {out.shape} must be C-contiguous and under 2³¹ elements")
-        dtype = np.dtype(W.dtype)
-        if X.nnz == 0:
-            out.fill(0)
-            return
-        index_type = (
-            cusparse.CUSPARSE_INDEX_32I if X.indices.dtype == np.int32 else cusparse.CUSPARSE_INDEX_64I
-        )
-        cuda_dtype = CUDA_DTYPE[dtype]
-        handle = cp.cuda.device.get_cusparse_handle()
-        alpha, beta = np.array(1, dtype=dtype), np.array(0, dtype=dtype)
-        mat_x = cusparse.createCsr(
-            m,
-            k,
-            X.nnz,
-            X.indptr.data.ptr,
-            X.indices.data.ptr,
-            X.data.data.ptr,
-            index_type,
-            index_type,
-            cusparse.CUSPARSE_INDEX_BASE_ZERO,
-            cuda_dtype,
-        )
-        mat_w = cusparse.createDnMat(k, n, ld_w, W.data.ptr, cuda_dtype, order)
-        mat_out = cusparse.createDnMat(m, n, n, out.data.ptr, cuda_dtype, cusparse.CUSPARSE_ORDER_ROW)
-        try:
-            op = cusparse.CUSPARSE_OPERATION_NON_TRANSPOSE
-            # spMM takes exactly bufferSize's arguments plus the buffer.
-            args = (
-                handle,
-                op,
-                op,
-                alpha.ctypes.data,
-                mat_x,
-                mat_w,
-                beta.ctypes.data,
-                mat_out,
-                cuda_dtype,
-                cusparse.CUSPARSE_MM_ALG_DEFAULT,
-            )
-            buffer = cp.empty(max(1, cusparse.spMM_bufferSize(*args)), dtype=cp.uint8)
-            cusparse.spMM(*args, buffer.data.ptr)
-        finally:
-            cusparse.destroySpMat(mat_x)
-            cusparse.destroyDnMat(mat_w)
-            cusparse.destroyDnMat(mat_out)
 
     def mask_seen(self, scores: Array, X: SparseMatrix) -> Array:
         if scores.shape != X.shape:
@@ -404,7 +342,6 @@ class CupyBackend(Backend):
         return scores
 
     def topk(self, scores: Array, k: int) -> tuple[np.ndarray, np.ndarray]:
-        cp = self._cp
         n_rows, n_cols = scores.shape
         k = max(0, min(int(k), n_cols))
         ids = np.empty((n_rows, k), dtype=np.int64)
@@ -415,16 +352,7 @@ class CupyBackend(Backend):
             raise ValueError(f"topk supports float32 and float64 scores, got {scores.dtype}")
         chunk = planning.topk_chunk_rows(self.free_memory(), n_cols, scores.dtype)
         with self._device:
-            for start in range(0, n_rows, chunk):
-                part = scores[start : start + chunk]
-                if part.dtype == np.float32:
-                    keys = packed_topk_key_kernel(cp)(part, np.int64(n_cols))
-                    part_ids = smallest_packed(cp, keys, k)
-                else:
-                    part_ids = smallest_keys(cp, order_key_kernel64(cp)(part), k)
-                part_values = cp.take_along_axis(part, part_ids, axis=1)
-                ids[start : start + chunk] = cp.asnumpy(part_ids)
-                values[start : start + chunk] = cp.asnumpy(part_values)
+            best_in_rows(self._cp, scores, k, chunk, ids, values)
         return ids, values
 
     # ---- helpers -------------------------------------------------------------

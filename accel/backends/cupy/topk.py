@@ -76,3 +76,17 @@ def smallest_keys(xp: Any, keys: Any, k: int) -> Any:
     stable = {"kind": "stable"} if xp is np else {}
     order = xp.argsort(xp.take_along_axis(keys, columns, axis=1), axis=1, **stable)
     return xp.take_along_axis(columns, order, axis=1).astype(xp.int64, copy=False)
+
+
+def best_in_rows(cp: Any, scores: Any, k: int, chunk: int, ids: np.ndarray, values: np.ndarray) -> None:
+    """Each row's ``k`` best scores and their columns into host ``ids`` / ``values``, ``chunk`` rows
+    of device ``scores`` at a time (ties to the lower column)."""
+    n_cols = scores.shape[1]
+    for start in range(0, scores.shape[0], chunk):
+        part = scores[start : start + chunk]
+        if part.dtype == np.float32:
+            part_ids = smallest_packed(cp, packed_topk_key_kernel(cp)(part, np.int64(n_cols)), k)
+        else:
+            part_ids = smallest_keys(cp, order_key_kernel64(cp)(part), k)
+        ids[start : start + chunk] = cp.asnumpy(part_ids)
+        values[start : start + chunk] = cp.asnumpy(cp.take_along_axis(part, part_ids, axis=1))

@@ -12,7 +12,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1] / "accel"
 #: Each layer may import its own and lower layers (lower number), never a higher one.
 LAYERS = {
-    0: ("accel.errors", "accel.validation", "accel.memory", "accel.atomic", "accel.backends"),
+    0: (
+        "accel.errors",
+        "accel.validation",
+        "accel.memory",
+        "accel.atomic",
+        "accel.progress",
+        "accel.backends",
+    ),
     1: ("accel.data",),
     2: ("accel.serving", "accel.model_folder"),
     3: ("accel.models",),

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.linalg import blas, lapack
+from scipy.linalg import lapack
 
+from accel.backends import _blocked_inverse as blocked
 from accel.backends.base import Backend
+from accel.backends.host_blas import HostBlasExecutor
 from accel.backends.threads import host_threads, row_chunks, run_parallel
 from accel.memory import available_host_memory
 
@@ -23,44 +25,14 @@ _GRAM_WORKSPACE_FRACTION = 0.1
 _BYTES_PER_PRODUCT = 16
 #: Most rows symmetrised at a time after the inverse; the temporary is rows × n.
 _SYMMETRISE_ROWS = 256
-#: Largest n factorised by one LAPACK ``potrf`` call. OpenBLAS 0.3.30's threaded
+#: Largest n inverted by one LAPACK ``potrf`` + ``potri`` pair. OpenBLAS 0.3.30's threaded
 #: ``spotrf`` segfaults at n = 30,219 (fine at 23,300 and single-threaded), so larger
-#: matrices are factorised in blocks of :data:`_CHOLESKY_BLOCK` (see ``_cholesky_blocked``).
+#: matrices run the blocked inverse of :mod:`accel.backends._blocked_inverse` in blocks
+#: of :data:`_CHOLESKY_BLOCK`, on SciPy's BLAS without copies (:mod:`accel.backends.host_blas`).
 _LAPACK_POTRF_MAX_N = 16_384
 _CHOLESKY_BLOCK = 1024
 #: Rows per fused scoring call: only the progress bar's steps depend on it.
 _FUSED_BATCH_ROWS = 65_536
-
-
-def _cholesky_blocked(A: np.ndarray, block: int) -> int:
-    """Lower Cholesky factor of the C-ordered ``A`` into its lower triangle; LAPACK-style ``info``.
-
-    Right-looking by block columns: ``potrf`` on one diagonal block, ``trsm`` on a
-    copy of the panel below it, then the trailing update ``A22 -= L21·L21ᵀ`` a tile
-    of rows at a time through (threaded) matrix products. Workspace: a few
-    block × n panels. The strict upper triangle is left as scratch.
-    """
-    n = A.shape[0]
-    (potrf,) = lapack.get_lapack_funcs(("potrf",), (A,))
-    (trsm,) = blas.get_blas_funcs(("trsm",), (A,))
-    for j in range(0, n, block):
-        r = min(j + block, n)
-        diag = A[j:r, j:r]
-        # diag.T is F-ordered: LAPACK's "upper" there is diag's lower triangle.
-        factor, info = potrf(np.array(diag.T, order="F"), lower=False, clean=False)
-        if info != 0:
-            return j + info if info > 0 else info
-        diag[...] = factor.T
-        if r == n:
-            return 0
-        lower = np.tril(diag)
-        # L21 = A21 · L11⁻ᵀ: solve on the panel's transpose, an F-ordered copy.
-        panel = trsm(1.0, lower, np.array(A[r:, j:r], order="F"), side=1, lower=1, trans_a=1, overwrite_b=1)
-        A[r:, j:r] = panel
-        for t in range(r, n, block):
-            stop = min(t + block, n)
-            A[t:stop, r:stop] -= panel[t - r : stop - r] @ panel[: stop - r].T
-    return 0
 
 
 def _symmetrise_rows(n: int) -> int:
@@ -122,20 +94,23 @@ class NumpyBackend(Backend):
     def workspace_bytes(self, n_items: int, itemsize: int, nnz: int = 0) -> int:
         gram = self.n_threads * self._gram_block_rows(n_items, itemsize) * n_items * _BYTES_PER_PRODUCT
         symmetrise = 2 * _symmetrise_rows(n_items) * n_items * itemsize
-        # The blocked Cholesky holds one panel and one product tile of block × n.
-        cholesky = 2 * _CHOLESKY_BLOCK * n_items * itemsize if n_items > _LAPACK_POTRF_MAX_N else 0
-        return int(max(gram, symmetrise, cholesky))
+        inverse = 0
+        if n_items > _LAPACK_POTRF_MAX_N:
+            inverse = blocked.workspace_elements(n_items, _CHOLESKY_BLOCK) * itemsize
+        return int(max(gram, symmetrise, inverse))
 
     def spd_inverse_inplace(self, A: np.ndarray) -> np.ndarray:
         if not A.flags.c_contiguous:
             raise ValueError("spd_inverse_inplace needs a C-contiguous array")
+        if A.shape[0] > _LAPACK_POTRF_MAX_N:
+            blocked.spd_inverse_flat(
+                HostBlasExecutor(A.dtype), A.reshape(-1), A.shape[0], _CHOLESKY_BLOCK, blocked_cholesky=True
+            )
+            return A
         potrf, potri = lapack.get_lapack_funcs(("potrf", "potri"), (A,))
         # A.T is the Fortran-ordered view of the same (symmetric) buffer, so LAPACK
         # works in place; its "upper" triangle is the lower triangle of A.
-        if A.shape[0] <= _LAPACK_POTRF_MAX_N:
-            factor, info = potrf(A.T, lower=False, overwrite_a=True, clean=False)
-        else:
-            factor, info = A.T, _cholesky_blocked(A, _CHOLESKY_BLOCK)
+        factor, info = potrf(A.T, lower=False, overwrite_a=True, clean=False)
         if info > 0:
             raise np.linalg.LinAlgError(
                 f"matrix is not positive definite (leading minor {info} of {A.shape[0]}); increase l2"

@@ -1,7 +1,9 @@
-"""Host threads for the CPU kernels: how many, row chunks, and a pool that runs a function over them.
+"""Host threads for the CPU kernels: how many, row chunks, a pool that runs a function over them,
+and the BLAS library's own thread count.
 
 SciPy's products, NumPy's partitions and the compiled top-k kernels release the
-GIL, so plain Python threads over row chunks use every core.
+GIL, so plain Python threads over row chunks use every core. The two kinds of
+threads are never stacked: inside the pool the BLAS runs one thread per call.
 """
 
 from __future__ import annotations
@@ -10,7 +12,11 @@ import itertools
 import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
+from functools import cache
 from typing import TypeVar
+
+from threadpoolctl import ThreadpoolController
 
 T = TypeVar("T")
 
@@ -18,6 +24,16 @@ T = TypeVar("T")
 def host_threads() -> int:
     """Cores this process may run on."""
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+@cache
+def _blas_controller() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
+def blas_threads(n_threads: int) -> AbstractContextManager[object]:
+    """Within the block, every BLAS library loaded (NumPy's, SciPy's) runs at most ``n_threads`` threads."""
+    return _blas_controller().limit(limits=max(1, int(n_threads)), user_api="blas")
 
 
 def row_chunks(n_rows: int, n_chunks: int) -> list[slice]:

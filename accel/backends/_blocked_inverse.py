@@ -29,6 +29,7 @@ Steps, all in the one buffer plus small workspaces:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -42,6 +43,13 @@ Trans = Literal["N", "T"]
 
 #: Default block size: panel width of the triangular solves and rows of the b × n workspace.
 DEFAULT_BLOCK_SIZE = 1024
+#: ``on_block(done, total)``: called after each block of :func:`spd_inverse_flat`, ``done`` counting up to
+#: ``total``. Control returns to Python there, so a KeyboardInterrupt stops the inverse within a block.
+OnBlock = Callable[[int, int], None]
+
+
+def _no_tick() -> None:
+    """The default per-block hook of the phases: nothing to report."""
 
 
 @dataclass(frozen=True)
@@ -102,7 +110,9 @@ def _block_starts(n: int, block: int) -> range:
     return range(0, n, block)
 
 
-def cholesky_lower_blocked(ex: BlasExecutor, flat: Any, n: int, block: int) -> int:
+def cholesky_lower_blocked(
+    ex: BlasExecutor, flat: Any, n: int, block: int, tick: Callable[[], None] = _no_tick
+) -> int:
     """Right-looking blocked Cholesky of ``M`` into its lower triangle; LAPACK-style ``info``.
 
     Used when cuSOLVER's 64-bit ``Xpotrf`` cannot be loaded: every ``potrf`` call is on
@@ -119,10 +129,13 @@ def cholesky_lower_blocked(ex: BlasExecutor, flat: Any, n: int, block: int) -> i
             # L21 = A21 · L11⁻ᵀ, then the trailing update A22 -= L21 · L21ᵀ (lower triangle).
             ex.trsm("R", "L", "T", n - r, jb, 1.0, Ref(flat, j + j * n, n), Ref(flat, r + j * n, n))
             ex.syrk("L", "N", n - r, jb, -1.0, Ref(flat, r + j * n, n), 1.0, Ref(flat, r + r * n, n))
+        tick()
     return 0
 
 
-def invert_lower_triangular(ex: BlasExecutor, flat: Any, n: int, block: int) -> None:
+def invert_lower_triangular(
+    ex: BlasExecutor, flat: Any, n: int, block: int, tick: Callable[[], None] = _no_tick
+) -> None:
     """``L ← L⁻¹`` in the lower triangle of ``M``; the strict upper part of each diagonal block becomes 0.
 
     Block columns go left to right. For block column j (rows r = j + jb onwards):
@@ -146,9 +159,12 @@ def invert_lower_triangular(ex: BlasExecutor, flat: Any, n: int, block: int) -> 
         inverse_view[...] = xp.eye(jb, dtype=inverse_view.dtype)
         ex.trsm("L", "L", "N", jb, jb, 1.0, diag, inverse)
         ex.view(diag, jb, jb)[...] = xp.tril(inverse_view)
+        tick()
 
 
-def lower_gram_inplace(ex: BlasExecutor, flat: Any, n: int, block: int) -> None:
+def lower_gram_inplace(
+    ex: BlasExecutor, flat: Any, n: int, block: int, tick: Callable[[], None] = _no_tick
+) -> None:
     """``P = Lᵀ · L`` for the lower-triangular ``L`` in ``M``; P's lower triangle replaces L.
 
     Needs the strict upper part of every diagonal block of ``M`` to be zero (as left
@@ -164,6 +180,7 @@ def lower_gram_inplace(ex: BlasExecutor, flat: Any, n: int, block: int) -> None:
         ex.gemm("T", "N", ib, r, n - i, 1.0, Ref(flat, i + i * n, n), Ref(flat, i, n), 0.0, out)
         # Copied through the transposed views, whose last axis is the contiguous one on both sides.
         ex.view(Ref(flat, i, n), ib, r).T[...] = ex.view(out, ib, r).T
+        tick()
 
 
 def symmetrize_from_lower(ex: BlasExecutor, flat: Any, n: int, block: int) -> None:
@@ -178,24 +195,48 @@ def symmetrize_from_lower(ex: BlasExecutor, flat: Any, n: int, block: int) -> No
             ex.view(Ref(flat, i + r * n, n), ib, n - r).T[...] = ex.view(Ref(flat, r + i * n, n), n - r, ib)
 
 
+class _BlockCounter:
+    """Counts the blocks finished across the phases of one inverse and reports each to ``on_block``."""
+
+    def __init__(self, total: int, on_block: OnBlock | None) -> None:
+        self.done, self.total, self.on_block = 0, total, on_block
+
+    def __call__(self) -> None:
+        self.done += 1
+        if self.on_block is not None:
+            self.on_block(self.done, self.total)
+
+
 def spd_inverse_flat(
-    ex: BlasExecutor, flat: Any, n: int, block: int = DEFAULT_BLOCK_SIZE, blocked_cholesky: bool = False
+    ex: BlasExecutor,
+    flat: Any,
+    n: int,
+    block: int = DEFAULT_BLOCK_SIZE,
+    blocked_cholesky: bool = False,
+    on_block: OnBlock | None = None,
 ) -> None:
     """Overwrite the symmetric positive definite n × n matrix in ``flat`` with its inverse (both triangles).
 
-    Raises :class:`numpy.linalg.LinAlgError` when the Cholesky factorisation fails.
+    ``on_block`` is called after every block of the blocked phases (the Cholesky when
+    ``blocked_cholesky``, the triangular inverse, ``LᵀL``). Raises
+    :class:`numpy.linalg.LinAlgError` when the Cholesky factorisation fails.
     """
     if n == 0:
         return
-    info = cholesky_lower_blocked(ex, flat, n, block) if blocked_cholesky else ex.potrf(n, Ref(flat, 0, n))
+    blocks = len(_block_starts(n, block))
+    tick = _BlockCounter(blocks * (3 if blocked_cholesky else 2), on_block)
+    if blocked_cholesky:
+        info = cholesky_lower_blocked(ex, flat, n, block, tick)
+    else:
+        info = ex.potrf(n, Ref(flat, 0, n))
     if info > 0:
         raise np.linalg.LinAlgError(
             f"matrix is not positive definite (leading minor {info} of {n}); increase l2"
         )
     if info < 0:
         raise ValueError(f"potrf rejected argument {-info}")
-    invert_lower_triangular(ex, flat, n, block)
-    lower_gram_inplace(ex, flat, n, block)
+    invert_lower_triangular(ex, flat, n, block, tick)
+    lower_gram_inplace(ex, flat, n, block, tick)
     symmetrize_from_lower(ex, flat, n, block)
 
 

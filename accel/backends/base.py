@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from accel.backends._blocked_inverse import OnBlock
+
 Array = Any
 """A dense array of the backend (``numpy.ndarray`` or ``cupy.ndarray``)."""
 
@@ -75,12 +77,13 @@ class Backend(ABC):
         """
 
     @abstractmethod
-    def spd_inverse_inplace(self, A: Array) -> Array:
+    def spd_inverse_inplace(self, A: Array, on_block: OnBlock | None = None) -> Array:
         """Overwrite the symmetric positive definite ``A`` with ``A⁻¹`` (both triangles).
 
         Cholesky factorisation, then the inverse from the factor, in the one
-        buffer. Raises :class:`numpy.linalg.LinAlgError` when ``A`` is not
-        positive definite.
+        buffer. ``on_block(done, total)`` is called as parts of the work finish
+        (progress bars; a KeyboardInterrupt stops the inverse there). Raises
+        :class:`numpy.linalg.LinAlgError` when ``A`` is not positive definite.
         """
 
     def with_math_mode(self, math_mode: str) -> Backend:

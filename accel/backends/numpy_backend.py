@@ -99,30 +99,37 @@ class NumpyBackend(Backend):
             inverse = blocked.workspace_elements(n_items, _CHOLESKY_BLOCK) * itemsize
         return int(max(gram, symmetrise, inverse))
 
-    def spd_inverse_inplace(self, A: np.ndarray) -> np.ndarray:
+    def spd_inverse_inplace(self, A: np.ndarray, on_block: blocked.OnBlock | None = None) -> np.ndarray:
+        """Above :data:`_LAPACK_POTRF_MAX_N` the blocked inverse (``on_block`` after every block);
+        below it LAPACK's ``potrf`` then ``potri``, one call each (``on_block`` after each call), so
+        an interrupt waits for the running call to return.
+        """
         if not A.flags.c_contiguous:
             raise ValueError("spd_inverse_inplace needs a C-contiguous array")
-        if A.shape[0] > _LAPACK_POTRF_MAX_N:
-            blocked.spd_inverse_flat(
-                HostBlasExecutor(A.dtype), A.reshape(-1), A.shape[0], _CHOLESKY_BLOCK, blocked_cholesky=True
-            )
+        n = A.shape[0]
+        if n > _LAPACK_POTRF_MAX_N:
+            executor = HostBlasExecutor(A.dtype)
+            blocked.spd_inverse_flat(executor, A.reshape(-1), n, _CHOLESKY_BLOCK, True, on_block)
             return A
+        report = on_block or (lambda done, total: None)
         potrf, potri = lapack.get_lapack_funcs(("potrf", "potri"), (A,))
         # A.T is the Fortran-ordered view of the same (symmetric) buffer, so LAPACK
         # works in place; its "upper" triangle is the lower triangle of A.
         factor, info = potrf(A.T, lower=False, overwrite_a=True, clean=False)
         if info > 0:
             raise np.linalg.LinAlgError(
-                f"matrix is not positive definite (leading minor {info} of {A.shape[0]}); increase l2"
+                f"matrix is not positive definite (leading minor {info} of {n}); increase l2"
             )
         if info < 0:
             raise ValueError(f"potrf rejected argument {-info}")
+        report(1, 2)
         inverse, info = potri(factor, lower=False, overwrite_c=True)
         if info != 0:
             raise np.linalg.LinAlgError(f"potri failed with info={info}: the factor is singular")
         if not np.shares_memory(inverse, A):  # pragma: no cover - LAPACK wrapper contract
             raise RuntimeError("LAPACK made a copy of the matrix; in-place inverse failed")
         self._symmetrise_from_lower(A)
+        report(2, 2)
         return A
 
     def _symmetrise_from_lower(self, A: np.ndarray) -> None:

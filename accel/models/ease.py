@@ -41,6 +41,13 @@ class _FitSteps:
     def __exit__(self, *exc: object) -> None:
         self.bar.close()
 
+    def block(self, done: int, total: int) -> None:
+        """One block of the inverse finished: the inverse step counts ``total`` more ticks of the bar."""
+        if done == 1:
+            self.bar.total += total
+            self.bar.set_postfix_str("inverse")
+        self.bar.update()
+
     def done(self, name: str) -> None:
         """Mark step ``name`` finished (after the device catches up)."""
         self.backend.synchronize()
@@ -204,7 +211,7 @@ class EASE(Recommender):
         backend = self.backend_
         backend.add_to_diagonal(G, float(self.l2))
         try:
-            backend.spd_inverse_inplace(G)
+            backend.spd_inverse_inplace(G, on_block=steps.block)
         except np.linalg.LinAlgError:
             raise InputError(
                 f"l2={self.l2:g} is too small: XᵀX + l2·I is singular in {self.dtype_.name} (items that "

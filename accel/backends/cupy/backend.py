@@ -248,7 +248,7 @@ class CupyBackend(Backend):
                     "cuSPARSE SpGEMM returned an incomplete product; retry with a smaller gram_block_size."
                 )
 
-    def spd_inverse_inplace(self, A: Array) -> Array:
+    def spd_inverse_inplace(self, A: Array, on_block: blocked.OnBlock | None = None) -> Array:
         if A.ndim != 2 or A.shape[0] != A.shape[1] or not A.flags.c_contiguous:
             raise ValueError("spd_inverse_inplace needs a square C-contiguous array")
         if np.dtype(A.dtype) not in CUDA_DTYPE:
@@ -256,7 +256,7 @@ class CupyBackend(Backend):
         pool = self._cp.get_default_memory_pool()
         with self._device:
             pool.free_all_blocks()  # the phase's pool starts from what is live (A, and X if still held)
-            spd_inverse(self._cp, A, self.block_size, self.math_mode, self._xpotrf())
+            spd_inverse(self._cp, A, self.block_size, self.math_mode, self._xpotrf(), on_block)
             self._device.synchronize()
             self.pool_peaks["inverse"] = int(pool.total_bytes())
         return A

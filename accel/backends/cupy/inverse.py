@@ -192,10 +192,19 @@ class CupyExecutor:
 
 
 def spd_inverse(
-    xp: Any, A: Any, block_size: int, math_mode: MathMode, xpotrf: Xpotrf | None, **libraries: Any
+    xp: Any,
+    A: Any,
+    block_size: int,
+    math_mode: MathMode,
+    xpotrf: Xpotrf | None,
+    on_block: blocked.OnBlock | None = None,
+    **libraries: Any,
 ) -> Any:
-    """Overwrite the C-ordered SPD ``A`` with its inverse; ``xpotrf=None`` selects the blocked Cholesky."""
+    """Overwrite the C-ordered SPD ``A`` with its inverse; ``xpotrf=None`` selects the blocked Cholesky.
+
+    ``on_block`` runs as each block is queued (the device may still be working on earlier ones).
+    """
     executor = CupyExecutor(xp, A.dtype, xpotrf, **libraries)
     with executor.cublas_modes(math_mode):
-        blocked.spd_inverse_flat(executor, A.reshape(-1), A.shape[0], block_size, xpotrf is None)
+        blocked.spd_inverse_flat(executor, A.reshape(-1), A.shape[0], block_size, xpotrf is None, on_block)
     return A

@@ -515,3 +515,20 @@ def test_ctrl_c_during_a_dask_write_is_one_line_and_130(cli_model, tmp_path, cap
     code = main(["recommend", str(model_dir), str(log), "--workers", "1", "--out", str(tmp_path / "r")])
     assert code == 130 and capsys.readouterr().err == "accel recommend: interrupted\n"
     assert logging.getLogger("distributed").level > logging.CRITICAL
+
+
+def _worker_model_threads(path: str, token: str) -> tuple[int, int | None]:
+    """On a worker: the backend threads of the model built from ``path``, and the worker's own count."""
+    from accel.distributed.model_transfer import PathRef, forget_model, worker_model, worker_threads
+
+    threads = worker_model(PathRef(path, token)).backend_.n_threads
+    forget_model(token)
+    return threads, worker_threads()
+
+
+@pytest.mark.parametrize("n_threads", [None, 3])
+def test_workers_score_on_their_own_thread_count_unless_told(client, X, tmp_path, n_threads):
+    EASE(l2=50.0, backend="numpy", n_threads=n_threads).fit(X, show_progress=False).save(tmp_path / "m")
+    got, worker = client.submit(_worker_model_threads, str(tmp_path / "m"), f"threads-{n_threads}").result()
+    assert worker == next(iter(client.nthreads().values()))
+    assert got == (worker if n_threads is None else 3)

@@ -262,6 +262,12 @@ def test_bad_queries_are_named(small_X):
 
 def test_params_follow_scikit_learn_conventions():
     model = accel.EASE(l2=42.0, backend="numpy", dtype="float64")
-    assert model.get_params() == {"l2": 42.0, "backend": "numpy", "dtype": "float64", "tf32": False}
+    assert model.get_params() == {
+        "l2": 42.0,
+        "backend": "numpy",
+        "dtype": "float64",
+        "tf32": False,
+        "n_threads": None,
+    }
     assert "l2=42.0" in repr(model)
     assert not hasattr(model, "B_")

@@ -86,6 +86,14 @@ class Backend(ABC):
         :class:`numpy.linalg.LinAlgError` when ``A`` is not positive definite.
         """
 
+    def with_threads(self, n_threads: int | None) -> Backend:
+        """This backend with its host work (thread pool and BLAS) capped at ``n_threads`` threads.
+
+        ``None``: the cores this process may use. A backend whose heavy work runs on a
+        device (CuPy) returns itself.
+        """
+        return self
+
     def with_math_mode(self, math_mode: str) -> Backend:
         """This backend with :meth:`spd_inverse_inplace`'s matrix products in ``math_mode``.
 

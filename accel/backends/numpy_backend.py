@@ -1,8 +1,8 @@
 """CPU backend: NumPy dense arrays, SciPy sparse matrices and LAPACK through SciPy.
 
 SciPy's sparse kernels release the GIL, so the Gram matrix and sparse × dense
-products are split over a thread pool (one thread per core); LAPACK's Cholesky
-routines use the BLAS library's own threads.
+products are split over a thread pool (``n_threads``, default one per usable core);
+the inverse runs on the BLAS library's own threads, capped at the same number.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from scipy.linalg import lapack
 from accel.backends import _blocked_inverse as blocked
 from accel.backends.base import Backend
 from accel.backends.host_blas import HostBlasExecutor
-from accel.backends.threads import host_threads, row_chunks, run_parallel
+from accel.backends.threads import blas_threads, host_threads, row_chunks, run_parallel
 from accel.memory import available_host_memory
 
 #: Most bytes of temporaries one Gram block may make (sparse product + indices).
@@ -49,6 +49,9 @@ class NumpyBackend(Backend):
 
     def __init__(self, n_threads: int | None = None) -> None:
         self.n_threads = n_threads or host_threads()
+
+    def with_threads(self, n_threads: int | None) -> NumpyBackend:
+        return NumpyBackend(n_threads)
 
     # ---- data movement -------------------------------------------------
     def to_device(self, array: np.ndarray) -> np.ndarray:
@@ -106,6 +109,10 @@ class NumpyBackend(Backend):
         """
         if not A.flags.c_contiguous:
             raise ValueError("spd_inverse_inplace needs a C-contiguous array")
+        with blas_threads(self.n_threads):
+            return self._spd_inverse(A, on_block)
+
+    def _spd_inverse(self, A: np.ndarray, on_block: blocked.OnBlock | None) -> np.ndarray:
         n = A.shape[0]
         if n > _LAPACK_POTRF_MAX_N:
             executor = HostBlasExecutor(A.dtype)

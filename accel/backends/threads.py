@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable, Iterable
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
+from contextlib import contextmanager
 from functools import cache
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from threadpoolctl import ThreadpoolController
 
@@ -27,13 +29,48 @@ def host_threads() -> int:
 
 
 @cache
-def _blas_controller() -> ThreadpoolController:
-    return ThreadpoolController()
+def _blas_libraries() -> list[Any]:
+    """threadpoolctl's controllers of the BLAS libraries loaded (NumPy's and SciPy's OpenBLAS)."""
+    return list(ThreadpoolController().select(user_api="blas").lib_controllers)
 
 
-def blas_threads(n_threads: int) -> AbstractContextManager[object]:
-    """Within the block, every BLAS library loaded (NumPy's, SciPy's) runs at most ``n_threads`` threads."""
-    return _blas_controller().limit(limits=max(1, int(n_threads)), user_api="blas")
+_LIMIT_LOCK = threading.Lock()
+#: The limits in force (one entry per open :func:`blas_threads`, from any thread) and the
+#: libraries' thread counts from before the first of them.
+_LIMITS: Counter[int] = Counter()
+_ORIGINAL: list[int] = []
+
+
+def _apply_limit() -> None:
+    libraries = _blas_libraries()
+    wanted = [min(_LIMITS)] * len(libraries) if _LIMITS else _ORIGINAL
+    for library, n in zip(libraries, wanted, strict=True):
+        library.set_num_threads(n)
+
+
+@contextmanager
+def blas_threads(n_threads: int) -> Iterator[None]:
+    """Within the block, every BLAS library loaded (NumPy's, SciPy's) runs at most ``n_threads`` threads.
+
+    The limit is process-wide, so blocks open at once in several threads (Dask tasks)
+    share the smallest of their limits and the original counts are put back when the
+    last one closes. (OpenBLAS 0.3.30 ignores a raise of its count from another thread
+    than the one that lowered it; the count then stays low, never above a limit.)
+    """
+    n_threads = max(1, int(n_threads))
+    with _LIMIT_LOCK:
+        if not _LIMITS:
+            _ORIGINAL[:] = [library.num_threads for library in _blas_libraries()]
+        _LIMITS[n_threads] += 1
+        _apply_limit()
+    try:
+        yield
+    finally:
+        with _LIMIT_LOCK:
+            _LIMITS[n_threads] -= 1
+            if not _LIMITS[n_threads]:
+                del _LIMITS[n_threads]
+            _apply_limit()
 
 
 def row_chunks(n_rows: int, n_chunks: int) -> list[slice]:
@@ -43,12 +80,17 @@ def row_chunks(n_rows: int, n_chunks: int) -> list[slice]:
 
 
 def run_parallel(fn: Callable[[T], object], items: Iterable[T], n_threads: int) -> None:
-    """``fn(item)`` for every item, on ``n_threads`` threads (in this thread when one will do)."""
+    """``fn(item)`` for every item, on ``n_threads`` threads (in this thread when one will do).
+
+    BLAS calls inside ``fn`` get the threads the pool does not use: one each in the
+    pool, ``n_threads`` when the items run in this thread.
+    """
     items = list(items)
     if n_threads == 1 or len(items) == 1:
-        for item in items:
-            fn(item)
+        with blas_threads(n_threads):
+            for item in items:
+                fn(item)
         return
-    with ThreadPoolExecutor(min(n_threads, len(items))) as pool:
+    with blas_threads(1), ThreadPoolExecutor(min(n_threads, len(items))) as pool:
         for _ in pool.map(fn, items):
             pass

@@ -13,7 +13,8 @@ Two ways, measured in ``docs/distributed.md``:
 
 Either way a worker builds the model with the model's own backend setting
 (``"auto"`` scores on the worker's GPU when it has one) and caches it for the
-rest of the run.
+rest of the run. A model whose ``n_threads`` is ``None`` scores on as many
+threads as the worker has (its ``nthreads``), not on every core of its machine.
 """
 
 from __future__ import annotations
@@ -100,10 +101,23 @@ def worker_model(ref: PathRef | ModelPayload) -> Recommender:
         model = _MODELS.get(token)
         if model is None:
             model = load_model(ref.path, mmap=True) if isinstance(ref, PathRef) else ref.build()
+            threads = worker_threads()
+            if threads and "n_threads" in model.param_names() and model.get_params()["n_threads"] is None:
+                model.backend_ = model.backend_.with_threads(threads)
             _MODELS.clear()
             _MODELS[token] = model
             _STATS["model_builds"] += 1
         return model
+
+
+def worker_threads() -> int | None:
+    """The thread count of the Dask worker running this task (``None`` outside a worker)."""
+    try:
+        from distributed import get_worker
+
+        return int(get_worker().state.nthreads)
+    except (ImportError, ValueError, AttributeError):
+        return None
 
 
 def forget_model(token: str) -> None:

@@ -14,7 +14,7 @@ from accel.errors import InputError, InsufficientMemoryError
 from accel.models.base import DType, Recommender
 from accel.models.item_item import SparseItemItem
 from accel.models.registry import Entry, Range
-from accel.validation import check_dtype, check_nonnegative, storable_ids
+from accel.validation import check_dtype, check_nonnegative, check_positive_int, storable_ids
 
 #: Columns of B pruned at a time (the block's |values| and ranking are temporaries).
 _PRUNE_COLUMNS = 256
@@ -80,6 +80,10 @@ class EASE(Recommender):
         algorithm on an H100 ran 2× faster at 100k items with a relative error of the inverse
         of 2e-4 to 5e-4, so near-tied items may swap places in a top-k. The CPU backend has
         no TF32 and computes exactly either way.
+    n_threads:
+        Threads of the CPU backend's fit and scoring, its own thread pool and the BLAS library's
+        together (never stacked). ``None`` (default): the cores this process may use, or on a Dask
+        worker the worker's thread count. The GPU backend ignores it.
     """
 
     entry = Entry(
@@ -97,13 +101,16 @@ class EASE(Recommender):
         backend: str | Backend = "auto",
         dtype: DType = "float32",
         tf32: bool = False,
+        n_threads: int | None = None,
     ) -> None:
         super().__init__(backend=backend, dtype=dtype)
         self.l2 = l2
         self.tf32 = tf32
+        self.n_threads = n_threads
 
     def _check_params(self) -> None:
         check_nonnegative("l2", self.l2)
+        check_threads(self.n_threads)
         if not isinstance(self.tf32, (bool, np.bool_)):
             raise InputError(f"tf32 must be True or False, got {self.tf32!r}")
 
@@ -138,6 +145,7 @@ class EASE(Recommender):
 
     def _fresh(self) -> EASE:
         fresh = super()._fresh()
+        fresh.backend_ = fresh.backend_.with_threads(self.n_threads)
         if self.tf32:
             fresh.backend_ = fresh.backend_.with_math_mode("tf32")
         return fresh
@@ -249,6 +257,8 @@ class EASE(Recommender):
         return {"B": self.B_}
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        check_threads(self.n_threads)
+        self.backend_ = self.backend_.with_threads(self.n_threads)
         self.B_ = self.backend_.to_device(arrays["B"])
 
     def prune(self, density: float = 0.05) -> PrunedEASE:
@@ -261,7 +271,12 @@ class EASE(Recommender):
         """
         self._check_fitted()
         pruned = PrunedEASE(
-            l2=self.l2, density=density, backend=self.backend, dtype=self.dtype, tf32=self.tf32
+            l2=self.l2,
+            density=density,
+            backend=self.backend,
+            dtype=self.dtype,
+            tf32=self.tf32,
+            n_threads=self.n_threads,
         )
         fitted = pruned._fresh()
         fitted.backend_, fitted.n_items_ = self.backend_, self.n_items_
@@ -323,7 +338,7 @@ class PrunedEASE(SparseItemItem):
 
     Parameters
     ----------
-    l2, backend, dtype, tf32:
+    l2, backend, dtype, tf32, n_threads:
         As for :class:`EASE`.
     density:
         The share of each column of ``B`` kept, in (0, 1]; 0.05 keeps 5%.
@@ -336,21 +351,31 @@ class PrunedEASE(SparseItemItem):
         backend: str | Backend = "auto",
         dtype: DType = "float32",
         tf32: bool = False,
+        n_threads: int | None = None,
     ) -> None:
         super().__init__(backend=backend, dtype=dtype)
         self.l2 = l2
         self.density = density
         self.tf32 = tf32
+        self.n_threads = n_threads
 
     def _check_params(self) -> None:
         check_nonnegative("l2", self.l2)
         check_density(self.density)
+        check_threads(self.n_threads)
+
+    def _fresh(self) -> PrunedEASE:
+        fresh = super()._fresh()
+        fresh.backend_ = fresh.backend_.with_threads(self.n_threads)
+        return fresh
 
     def _item_vectors(self, items: np.ndarray, top: int | None = None) -> sp.csr_matrix:
         return sp.csr_matrix(self.S_[:, items].T)  # B's columns, pruned: the items that lead to each item
 
     def _fit(self, X: sp.csr_matrix, show_progress: bool) -> None:
-        dense = EASE(l2=self.l2, backend=self.backend_, dtype=self.dtype, tf32=self.tf32)
+        dense = EASE(
+            l2=self.l2, backend=self.backend_, dtype=self.dtype, tf32=self.tf32, n_threads=self.n_threads
+        )
         dense.fit(X, show_progress=show_progress)
         self._set_weights(prune_columns(dense.B_, self.density, self.backend_))
         self.fit_timings_ = dense.fit_timings_
@@ -365,3 +390,9 @@ def check_density(density: object) -> float:
     ):
         raise InputError(f"density must be a number in (0, 1] (the share of B kept), got {density!r}")
     return float(density)
+
+
+def check_threads(n_threads: object) -> None:
+    """:class:`InputError` unless ``n_threads`` is ``None`` or an integer ≥ 1."""
+    if n_threads is not None:
+        check_positive_int("n_threads", n_threads)

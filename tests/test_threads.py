@@ -1,0 +1,85 @@
+"""Thread control: the BLAS limit, the pool never stacked on BLAS threads, EASE(n_threads)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import random_interactions
+from test_ease import reference_B, rel_err
+from threadpoolctl import threadpool_info
+
+import accel
+from accel.backends import numpy_backend as nb
+from accel.backends.threads import blas_threads, host_threads, run_parallel
+
+
+def blas_counts() -> list[int]:
+    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+
+def test_blas_threads_limits_inside_and_restores_after() -> None:
+    before = blas_counts()
+    with blas_threads(1):
+        assert set(blas_counts()) == {1}
+        with blas_threads(5):  # the smallest limit in force wins: never more than asked
+            assert set(blas_counts()) == {1}
+    assert blas_counts() == before
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_blas_runs_one_thread_inside_the_pool(n_threads: int) -> None:
+    seen: list[list[int]] = []
+    run_parallel(lambda _: seen.append(blas_counts()), range(4), n_threads)
+    assert seen and all(set(counts) == {1} for counts in seen)
+
+
+def test_inline_work_gets_the_callers_thread_count() -> None:
+    seen: list[list[int]] = []
+    run_parallel(lambda _: seen.append(blas_counts()), [0], 3)
+    assert set(seen[0]) == {3}
+
+
+@pytest.mark.parametrize("lapack_max_n", [10, 10_000])
+def test_ease_n_threads_caps_the_blas_during_the_inverse(monkeypatch, lapack_max_n: int) -> None:
+    monkeypatch.setattr(nb, "_LAPACK_POTRF_MAX_N", lapack_max_n)
+    monkeypatch.setattr(nb, "_CHOLESKY_BLOCK", 16)
+    seen: list[list[int]] = []
+    real = nb.NumpyBackend._spd_inverse
+
+    def spy(self, A, on_block):
+        seen.append(blas_counts())
+        return real(self, A, on_block)
+
+    monkeypatch.setattr(nb.NumpyBackend, "_spd_inverse", spy)
+    X = random_interactions(300, 70, 0.08, seed=2)
+    model = accel.EASE(l2=20.0, backend="numpy", n_threads=1).fit(X, show_progress=False)
+    assert seen == [[1] * len(seen[0])] and model.backend_.n_threads == 1
+    assert rel_err(model.B_, reference_B(X, 20.0)) < 1e-4
+
+
+def test_n_threads_round_trips_through_params_clone_and_save(tmp_path) -> None:
+    X = random_interactions(200, 40, 0.1, seed=4)
+    model = accel.EASE(l2=10.0, backend="numpy", n_threads=1)
+    assert accel.models.base.clone(model).get_params()["n_threads"] == 1
+    assert model.set_params(n_threads=2).n_threads == 2
+    model.fit(X, show_progress=False)
+    assert model.backend_.n_threads == 2
+    model.save(tmp_path / "m")
+    loaded = accel.load_model(tmp_path / "m")
+    assert loaded.get_params()["n_threads"] == 2 and loaded.backend_.n_threads == 2
+    np.testing.assert_array_equal(loaded.recommend(X, 5)[0], model.recommend(X, 5)[0])
+    pruned = model.prune(0.5)
+    assert pruned.n_threads == 2 and pruned.backend_.n_threads == 2
+
+
+def test_default_is_every_usable_core() -> None:
+    X = random_interactions(100, 20, 0.2, seed=5)
+    model = accel.EASE(backend="numpy").fit(X, show_progress=False)
+    assert model.n_threads is None and model.backend_.n_threads == host_threads()
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
+def test_bad_n_threads_is_named(bad: object) -> None:
+    X = random_interactions(50, 10, 0.3, seed=6)
+    with pytest.raises(accel.InputError, match="n_threads"):
+        accel.EASE(backend="numpy", n_threads=bad).fit(X, show_progress=False)

@@ -25,12 +25,15 @@ _GRAM_WORKSPACE_FRACTION = 0.1
 _BYTES_PER_PRODUCT = 16
 #: Most rows symmetrised at a time after the inverse; the temporary is rows × n.
 _SYMMETRISE_ROWS = 256
-#: Largest n inverted by one LAPACK ``potrf`` + ``potri`` pair. OpenBLAS 0.3.30's threaded
-#: ``spotrf`` segfaults at n = 30,219 (fine at 23,300 and single-threaded), so larger
-#: matrices run the blocked inverse of :mod:`accel.backends._blocked_inverse` in blocks
-#: of :data:`_CHOLESKY_BLOCK`, on SciPy's BLAS without copies (:mod:`accel.backends.host_blas`).
-_LAPACK_POTRF_MAX_N = 16_384
-_CHOLESKY_BLOCK = 1024
+#: Largest n inverted by one LAPACK ``potrf`` + ``potri`` pair, on one thread; larger matrices run
+#: the blocked inverse of :mod:`accel.backends._blocked_inverse` in blocks of :data:`_CHOLESKY_BLOCK`
+#: on SciPy's BLAS without copies (:mod:`accel.backends.host_blas`). bench/fit_cpu.py measured
+#: OpenBLAS's threaded ``potri`` 5-20× slower than the blocked inverse from 1,000 to 10,000 items
+#: on a shared 2-core machine (its threads wait on each other when a core is busy). The blocked
+#: inverse also returns to Python between blocks (progress, Ctrl-C) and avoids OpenBLAS 0.3.30's
+#: threaded ``spotrf``, which segfaults at n = 30,219.
+_LAPACK_POTRF_MAX_N = 512
+_CHOLESKY_BLOCK = 512
 #: Rows per fused scoring call: only the progress bar's steps depend on it.
 _FUSED_BATCH_ROWS = 65_536
 
@@ -104,8 +107,7 @@ class NumpyBackend(Backend):
 
     def spd_inverse_inplace(self, A: np.ndarray, on_block: blocked.OnBlock | None = None) -> np.ndarray:
         """Above :data:`_LAPACK_POTRF_MAX_N` the blocked inverse (``on_block`` after every block);
-        below it LAPACK's ``potrf`` then ``potri``, one call each (``on_block`` after each call), so
-        an interrupt waits for the running call to return.
+        up to it LAPACK's ``potrf`` then ``potri`` on one thread (``on_block`` after each call).
         """
         if not A.flags.c_contiguous:
             raise ValueError("spd_inverse_inplace needs a C-contiguous array")
@@ -118,7 +120,11 @@ class NumpyBackend(Backend):
             executor = HostBlasExecutor(A.dtype)
             blocked.spd_inverse_flat(executor, A.reshape(-1), n, _CHOLESKY_BLOCK, True, on_block)
             return A
-        report = on_block or (lambda done, total: None)
+        with blas_threads(1):
+            return self._lapack_inverse(A, on_block or (lambda done, total: None))
+
+    def _lapack_inverse(self, A: np.ndarray, report: blocked.OnBlock) -> np.ndarray:
+        n = A.shape[0]
         potrf, potri = lapack.get_lapack_funcs(("potrf", "potri"), (A,))
         # A.T is the Fortran-ordered view of the same (symmetric) buffer, so LAPACK
         # works in place; its "upper" triangle is the lower triangle of A.

@@ -11,7 +11,7 @@ figure is also a ratio to the dense rate of the same moment. Configurations:
   GFLOP/s, taken from the fit's own progress hook;
 * ``inverse``: the blocked inverse against LAPACK ``potrf`` + ``potri`` at 6,000 and
   10,000 items (and block sizes), to place the crossover;
-* ``irspack``: irspack 0.5.x's ``EASERecommender`` on the same matrix, installed by this
+* ``irspack``: irspack 0.5.x's EASE (``DenseSLIMRecommender``) on the same matrix, installed by this
   script in ``bench/.envs/irspack`` (skipped with the reason when that fails);
 * ``seed`` / ``accel6k``: the seed recipe (dense float64 Gram, ``np.linalg.inv``) and
   accel at 6,000 items (20,000 users), time and peak RSS, quiet and busy;
@@ -184,18 +184,21 @@ def worker_seed(data: str, threads: int) -> dict[str, Any]:
 
 
 def worker_irspack(data: str, threads: int) -> dict[str, Any]:
-    """irspack's EASE on the same matrix (runs in irspack's own environment: no accel import)."""
+    """irspack's EASE (``DenseSLIMRecommender``: float32 Gram, ``scipy.linalg.inv``) on the same matrix.
+
+    Runs in irspack's own environment, so it imports nothing of accel.
+    """
     from importlib import metadata
 
     import scipy.sparse as sp
-    from irspack import EASERecommender
+    from irspack import DenseSLIMRecommender
 
     X = sp.load_npz(data).tocsr()
     _limit_blas(threads)
     rate = _sgemm_rate()
     before = _peak_rss()
     start = time.perf_counter()
-    EASERecommender(X, reg=L2).learn()
+    DenseSLIMRecommender(X, reg=L2).learn()
     seconds = time.perf_counter() - start
     return {
         "seconds": seconds,

@@ -161,19 +161,16 @@ def worker_inverse(n: int, threads: int, path: str, block: int) -> dict[str, Any
     return {"seconds": seconds, "sgemm_gflops": rate / 1e9, "over_n3_per_sgemm": seconds / (n**3 / rate)}
 
 
-def worker_seed(data: str, threads: int) -> dict[str, Any]:
-    """The seed recipe (bench/test_micro.py's ``seed_recipe``): float64 dense Gram and ``np.linalg.inv``."""
+def _timed_fit(data: str, threads: int, fit: Any) -> dict[str, Any]:
+    """``fit(X)`` on the matrix saved at ``data`` with ``threads`` BLAS threads: seconds, sgemm rate, RSS."""
     import scipy.sparse as sp
-
-    sys.path.insert(0, str(HERE))
-    from test_micro import seed_recipe
 
     X = sp.load_npz(data).tocsr()
     _limit_blas(threads)
     rate = _sgemm_rate()
     before = _peak_rss()
     start = time.perf_counter()
-    seed_recipe(X, L2)
+    fit(X)
     seconds = time.perf_counter() - start
     return {
         "seconds": seconds,
@@ -181,6 +178,14 @@ def worker_seed(data: str, threads: int) -> dict[str, Any]:
         "peak_rss_bytes": _peak_rss(),
         "rss_before_fit_bytes": before,
     }
+
+
+def worker_seed(data: str, threads: int) -> dict[str, Any]:
+    """The seed recipe (bench/test_micro.py's ``seed_recipe``): float64 dense Gram and ``np.linalg.inv``."""
+    sys.path.insert(0, str(HERE))
+    from test_micro import seed_recipe
+
+    return _timed_fit(data, threads, lambda X: seed_recipe(X, L2))
 
 
 def worker_irspack(data: str, threads: int) -> dict[str, Any]:
@@ -190,23 +195,10 @@ def worker_irspack(data: str, threads: int) -> dict[str, Any]:
     """
     from importlib import metadata
 
-    import scipy.sparse as sp
     from irspack import DenseSLIMRecommender
 
-    X = sp.load_npz(data).tocsr()
-    _limit_blas(threads)
-    rate = _sgemm_rate()
-    before = _peak_rss()
-    start = time.perf_counter()
-    DenseSLIMRecommender(X, reg=L2).learn()
-    seconds = time.perf_counter() - start
-    return {
-        "seconds": seconds,
-        "sgemm_gflops": rate / 1e9,
-        "peak_rss_bytes": _peak_rss(),
-        "rss_before_fit_bytes": before,
-        "version": metadata.version("irspack"),
-    }
+    result = _timed_fit(data, threads, lambda X: DenseSLIMRecommender(X, reg=L2).learn())
+    return {**result, "version": metadata.version("irspack")}
 
 
 WORKERS = {"accel": worker_accel, "inverse": worker_inverse, "seed": worker_seed, "irspack": worker_irspack}

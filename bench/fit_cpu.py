@@ -150,7 +150,7 @@ def worker_inverse(n: int, threads: int, path: str, block: int) -> dict[str, Any
     _limit_blas(threads)
     rate = _sgemm_rate()
     backend = nb.NumpyBackend(threads)
-    nb._LAPACK_POTRF_MAX_N, nb._CHOLESKY_BLOCK = 0, block
+    nb._LAPACK_POTRF_MAX_N, nb._CHOLESKY_BLOCK, nb._MIN_BLOCK = 0, block, block  # exactly this block
     start = time.perf_counter()
     if path == "lapack":  # one threaded potrf + potri, as the fit ran them before the blocked inverse
         with blas_threads(threads):

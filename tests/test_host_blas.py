@@ -65,8 +65,12 @@ def test_operands_outside_the_buffer_are_refused() -> None:
     ex = HostBlasExecutor(np.float64)
     with pytest.raises(ValueError, match="overruns its buffer"):
         ex.gemm("N", "N", 10, 10, 1, 1.0, Ref(flat, 0, 10), Ref(flat, 0, 10), 0.0, Ref(flat, 5, 10))
-    with pytest.raises(ValueError, match="flat contiguous arrays"):
+    with pytest.raises(ValueError, match="flat, contiguous, writable arrays"):
         ex.potrf(2, Ref(np.zeros(4, dtype=np.float32), 0, 2))
+    read_only = np.eye(2).reshape(-1)
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="writable"):
+        ex.potrf(2, Ref(read_only, 0, 2))
     with pytest.raises(ValueError, match="float32 and float64"):
         HostBlasExecutor(np.int64)
 

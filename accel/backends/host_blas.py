@@ -86,8 +86,8 @@ class HostBlasExecutor(NumpyExecutor):
     def _ptr(self, ref: Ref, rows: int, cols: int) -> int:
         """Address of ``ref`` after checking that the ``rows × cols`` operand lies inside its buffer."""
         buf = ref.buf
-        if buf.dtype != self.dtype or not buf.flags.c_contiguous or buf.ndim != 1:
-            raise ValueError("operands must be flat contiguous arrays of the executor's dtype")
+        if buf.dtype != self.dtype or not buf.flags.c_contiguous or buf.ndim != 1 or not buf.flags.writeable:
+            raise ValueError("operands must be flat, contiguous, writable arrays of the executor's dtype")
         if rows and cols and (ref.off < 0 or ref.off + (cols - 1) * ref.ld + rows > buf.size):
             raise ValueError(f"a {rows} × {cols} operand at offset {ref.off} overruns its buffer")
         return int(buf.ctypes.data) + ref.off * self.dtype.itemsize

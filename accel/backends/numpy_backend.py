@@ -26,16 +26,24 @@ _BYTES_PER_PRODUCT = 16
 #: Most rows symmetrised at a time after the inverse; the temporary is rows × n.
 _SYMMETRISE_ROWS = 256
 #: Largest n inverted by one LAPACK ``potrf`` + ``potri`` pair, on one thread; larger matrices run
-#: the blocked inverse of :mod:`accel.backends._blocked_inverse` in blocks of :data:`_CHOLESKY_BLOCK`
+#: the blocked inverse of :mod:`accel.backends._blocked_inverse` (blocks: :func:`_inverse_block`)
 #: on SciPy's BLAS without copies (:mod:`accel.backends.host_blas`). bench/fit_cpu.py measured
 #: OpenBLAS's threaded ``potri`` 5-20× slower than the blocked inverse from 1,000 to 10,000 items
 #: on a shared 2-core machine (its threads wait on each other when a core is busy). The blocked
 #: inverse also returns to Python between blocks (progress, Ctrl-C) and avoids OpenBLAS 0.3.30's
 #: threaded ``spotrf``, which segfaults at n = 30,219.
 _LAPACK_POTRF_MAX_N = 512
+#: Largest block of the blocked inverse (b = 512 was fastest at 10,000 items, 256 at 6,000)...
 _CHOLESKY_BLOCK = 512
+#: ...and the smallest, used while n / 16 is below it (so the b × n workspace stays ≤ n²/16).
+_MIN_BLOCK = 64
 #: Rows per fused scoring call: only the progress bar's steps depend on it.
 _FUSED_BATCH_ROWS = 65_536
+
+
+def _inverse_block(n: int) -> int:
+    """Block size of the blocked inverse of an n × n matrix: n / 16 within [_MIN_BLOCK, _CHOLESKY_BLOCK]."""
+    return min(_CHOLESKY_BLOCK, max(_MIN_BLOCK, n // 16))
 
 
 def _symmetrise_rows(n: int) -> int:
@@ -102,7 +110,7 @@ class NumpyBackend(Backend):
         symmetrise = 2 * _symmetrise_rows(n_items) * n_items * itemsize
         inverse = 0
         if n_items > _LAPACK_POTRF_MAX_N:
-            inverse = blocked.workspace_elements(n_items, _CHOLESKY_BLOCK) * itemsize
+            inverse = blocked.workspace_elements(n_items, _inverse_block(n_items)) * itemsize
         return int(max(gram, symmetrise, inverse))
 
     def spd_inverse_inplace(self, A: np.ndarray, on_block: blocked.OnBlock | None = None) -> np.ndarray:
@@ -118,7 +126,7 @@ class NumpyBackend(Backend):
         n = A.shape[0]
         if n > _LAPACK_POTRF_MAX_N:
             executor = HostBlasExecutor(A.dtype)
-            blocked.spd_inverse_flat(executor, A.reshape(-1), n, _CHOLESKY_BLOCK, True, on_block)
+            blocked.spd_inverse_flat(executor, A.reshape(-1), n, _inverse_block(n), True, on_block)
             return A
         with blas_threads(1):
             return self._lapack_inverse(A, on_block or (lambda done, total: None))

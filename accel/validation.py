@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import TypeAlias, TypeGuard
 
 import numpy as np
 import scipy.sparse as sp
+from numpy.typing import ArrayLike
 
 from accel.errors import InputError
 
-DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
+DTYPES: dict[str, np.dtype] = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
 FLOAT32 = DTYPES["float32"]
+
+#: A users × items matrix as callers give it: SciPy sparse, or anything NumPy reads as a 2-D array.
+MatrixLike: TypeAlias = "sp.spmatrix | sp.sparray | ArrayLike"
+
+
+def is_sparse(value: object) -> TypeGuard[sp.spmatrix | sp.sparray]:
+    """``scipy.sparse.issparse``, telling the type checker that ``value`` is then a sparse matrix."""
+    return sp.issparse(value)
 
 
 def check_dtype(dtype: str | np.dtype | type) -> np.dtype:
@@ -39,7 +49,7 @@ def check_nonnegative(name: str, value: float) -> float:
 
 
 def as_binary_csr(
-    X: object,
+    X: MatrixLike,
     *,
     dtype: np.dtype = FLOAT32,
     n_items: int | None = None,
@@ -53,7 +63,7 @@ def as_binary_csr(
     2-D matrix of finite numbers, for the wrong number of item columns, and, when
     ``allow_empty_rows`` is false, for a matrix with no interactions at all.
     """
-    if sp.issparse(X):
+    if is_sparse(X):
         if X.ndim != 2:
             raise InputError(f"{name} must be 2-D (users × items), got {X.ndim}-D")
         csr = X.tocsr()

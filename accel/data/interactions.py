@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from numpy.typing import ArrayLike
 
 from accel.data.ids import check_id_column, lookup_ids
 from accel.errors import InputError
@@ -218,7 +219,7 @@ class Interactions:
     def recommend_from_items(
         self,
         model: Recommender,
-        items: object,
+        items: ArrayLike | None,
         k: int = 10,
         exclude_seen: bool = True,
         unknown_users: UnknownUsers = "popular",
@@ -234,7 +235,7 @@ class Interactions:
             items, k, exclude_seen, unknown_users, allowed_items, forbidden_items
         )
 
-    def similar_items(self, model: Recommender, item: object, k: int = 10) -> pd.DataFrame:
+    def similar_items(self, model: Recommender, item: ArrayLike, k: int = 10) -> pd.DataFrame:
         """The ``k`` items most similar to item id ``item`` as ``rank, item, score``."""
         return model.in_log(self).similar_items(item, k)
 

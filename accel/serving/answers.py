@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from numpy.typing import ArrayLike
 
 from accel.data.ids import lookup_ids, match_ids
 from accel.errors import InputError
@@ -81,13 +82,15 @@ def recommendations_frame(
     knows (see ``unknown_users`` of ``Recommender.recommend``); padding is dropped.
     ``filters`` are ``allowed_items`` / ``forbidden_items`` keywords of ``recommend``.
     """
+    filters = filters or {}
     ids, scores = model.recommend(
         X,
         k=k,
         exclude_seen=exclude_seen,
         show_progress=show_progress,
         unknown_users=unknown_users,
-        **(filters or {}),
+        allowed_items=filters.get("allowed_items"),
+        forbidden_items=filters.get("forbidden_items"),
     )
     return pd.DataFrame(long_table(ids, scores, X, user_ids, item_ids))
 
@@ -142,14 +145,14 @@ def id_filters(
     }
 
 
-def items_row(item_ids: np.ndarray, items: object) -> sp.csr_matrix:
+def items_row(item_ids: np.ndarray, items: ArrayLike | None) -> sp.csr_matrix:
     """One user's row over the model's items from their item ids (an unknown id is an error)."""
-    given = [] if items is None else items
+    given: ArrayLike = [] if items is None else items
     positions = lookup_ids(given, item_ids, "item") if np.size(given) else np.empty(0, np.int64)
     return binary_matrix(np.zeros(len(positions), dtype=np.int64), positions, (1, len(item_ids)))
 
 
-def similar_frame(model: Recommender, item_ids: np.ndarray, item: object, k: int = 10) -> pd.DataFrame:
+def similar_frame(model: Recommender, item_ids: np.ndarray, item: ArrayLike, k: int = 10) -> pd.DataFrame:
     """``rank, item, score`` of the ``k`` items most similar to the item with id ``item``."""
     if np.ndim(item) != 0:
         raise InputError(f"similar_items takes one item id, got {item!r}")
@@ -187,7 +190,7 @@ class LogAnswers:
 
     def recommend_from_items(
         self,
-        items: object,
+        items: ArrayLike | None,
         k: int = 10,
         exclude_seen: bool = True,
         unknown_users: UnknownUsers = "popular",
@@ -202,6 +205,6 @@ class LogAnswers:
         )
         return frame.drop(columns="user")
 
-    def similar_items(self, item: object, k: int = 10) -> pd.DataFrame:
+    def similar_items(self, item: ArrayLike, k: int = 10) -> pd.DataFrame:
         """``rank, item, score`` of the ``k`` items most similar to item id ``item``."""
         return similar_frame(self.model, self.item_ids, item, k)

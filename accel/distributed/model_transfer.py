@@ -27,7 +27,7 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -138,7 +138,7 @@ def payload_of(model: Recommender) -> ModelPayload:
     )
 
 
-def is_saved_model(path: object) -> bool:
+def is_saved_model(path: object) -> TypeGuard[str | os.PathLike[str]]:
     """Whether ``path`` names a folder written by ``Recommender.save``."""
     return isinstance(path, (str, os.PathLike)) and (Path(path) / META_FILE).is_file()
 
@@ -183,10 +183,10 @@ def ship_model(
     if transfer == "scatter" or (transfer == "auto" and not workers_are_local(client)):
         return _scatter(client, model)
     temp_dir = tempfile.mkdtemp(prefix="accel-model-")
-    path = Path(temp_dir) / "model"
-    model.save(path)
-    if workers_see(client, path / META_FILE):
-        return ShippedModel(PathRef(str(path), token), "mmap", token, temp_dir)
+    folder = Path(temp_dir) / "model"
+    model.save(folder)
+    if workers_see(client, folder / META_FILE):
+        return ShippedModel(PathRef(str(folder), token), "mmap", token, temp_dir)
     shutil.rmtree(temp_dir, ignore_errors=True)
     if transfer == "mmap":
         raise InputError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -146,7 +147,9 @@ class EASE(Recommender):
             steps.done("gram")
             self._weights_from_gram(G, steps, cooccurring=bool((np.diff(X.indptr) >= 2).any()))
 
-    def fit_gram(self, G: Any, show_progress: bool = True, item_ids: object = None) -> EASE:
+    def fit_gram(
+        self, G: Any, show_progress: bool = True, item_ids: Sequence[object] | np.ndarray | None = None
+    ) -> EASE:
         """Learn from a precomputed Gram matrix ``G = XᵀX`` (n_items × n_items), e.g. from
         :func:`accel.distributed.gram_from_parquet`, without the interaction log. Returns self.
 

@@ -156,19 +156,13 @@ def tune(
     unknown = [s for s in similarities if s not in SIMILARITIES]
     if unknown:
         raise InputError(f"unknown similarity {unknown[0]!r}; choose from {', '.join(SIMILARITIES)}")
-    options = {
-        "search": search,
-        "n_trials": n_trials,
-        "metric": metric,
-        "seed": seed,
-        "show_progress": show_progress,
-    }
     results = []
     best: dict[str, Any] = {}
     for cls, variant, space in search_spaces(similarities):
         if cls.__name__ == "EASE" and not ease:
             continue
-        defaults = {"backend": backend, **cls.entry.variants.get(variant, {})}  # type: ignore[union-attr]
+        variants = cls.entry.variants if cls.entry else {}  # search_spaces yields registered models only
+        defaults = {"backend": backend, **variants.get(variant, {})}
 
         def make(
             params: dict[str, Any], cls: type[Recommender] = cls, defaults: dict = defaults
@@ -177,7 +171,18 @@ def tune(
 
         label = f"{cls.__name__} {variant}" if variant else cls.__name__
         points = max(grid_points, 7) if search == "grid" and len(space) == 1 else grid_points
-        result = _search_one(label, make, space, splits, grid_points=points, **options)
+        result = _search_one(
+            label,
+            make,
+            space,
+            splits,
+            search=search,
+            n_trials=n_trials,
+            metric=metric,
+            seed=seed,
+            grid_points=points,
+            show_progress=show_progress,
+        )
         if variant:
             best.setdefault(cls.__name__, {})[variant] = result["best_params"]
         else:

@@ -14,7 +14,7 @@ import importlib.util
 import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypedDict, get_args
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -75,6 +75,16 @@ def _candidates(
 def _score(make: Callable[[dict[str, Any]], Any], params: dict[str, Any], split: Split, metric: str) -> float:
     name, k = parse_metric(metric)
     return evaluate_split(make(params), split, ks=(k,), metrics=(name,))[metric]
+
+
+class SearchOptions(TypedDict):
+    """How :func:`tune` searches every model (keywords of :func:`_search_one`)."""
+
+    search: str
+    n_trials: int
+    metric: str
+    seed: int
+    show_progress: bool
 
 
 def _search_one(
@@ -156,6 +166,13 @@ def tune(
     unknown = [s for s in similarities if s not in SIMILARITIES]
     if unknown:
         raise InputError(f"unknown similarity {unknown[0]!r}; choose from {', '.join(SIMILARITIES)}")
+    options: SearchOptions = {
+        "search": search,
+        "n_trials": n_trials,
+        "metric": metric,
+        "seed": seed,
+        "show_progress": show_progress,
+    }
     results = []
     best: dict[str, Any] = {}
     for cls, variant, space in search_spaces(similarities):
@@ -171,18 +188,7 @@ def tune(
 
         label = f"{cls.__name__} {variant}" if variant else cls.__name__
         points = max(grid_points, 7) if search == "grid" and len(space) == 1 else grid_points
-        result = _search_one(
-            label,
-            make,
-            space,
-            splits,
-            search=search,
-            n_trials=n_trials,
-            metric=metric,
-            seed=seed,
-            grid_points=points,
-            show_progress=show_progress,
-        )
+        result = _search_one(label, make, space, splits, grid_points=points, **options)
         if variant:
             best.setdefault(cls.__name__, {})[variant] = result["best_params"]
         else:

@@ -249,7 +249,7 @@ def test_bad_queries_are_named(small_X):
     with pytest.raises(InputError, match="item columns"):
         model.recommend(sp.csr_matrix((3, n + 1)))
     with pytest.raises(InputError, match="out of range"):
-        model.recommend_from_items([1, n], k=3)
+        model.recommend_from_items([1, n], k=3, unknown_items="error")
     with pytest.raises(InputError, match="out of range"):
         model.similar_items(-1)
     with pytest.raises(InputError, match="integers"):

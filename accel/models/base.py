@@ -43,7 +43,7 @@ from accel.model_folder import SavedModel
 from accel.models.registry import CLASSES, Entry
 from accel.serving import popular_fallback, topk
 from accel.serving.filters import CandidateFilters
-from accel.serving.popular_fallback import UnknownUsers
+from accel.serving.popular_fallback import UnknownItems, UnknownUsers
 from accel.validation import as_binary_csr, binary_matrix, check_dtype, storable_ids
 
 if TYPE_CHECKING:
@@ -276,15 +276,17 @@ class Recommender(ABC):
         unknown_users: UnknownUsers = "popular",
         allowed_items: object = None,
         forbidden_items: object = None,
+        unknown_items: UnknownItems = "drop",
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` for a new user who interacted with ``items`` (indices), without refitting.
 
-        No items at all is handled as :meth:`fill_rows_without_items` says;
+        Indices outside the model are dropped with a warning (``unknown_items="error"``: refused);
+        no items (left) is handled as :meth:`fill_rows_without_items` says;
         ``allowed_items`` / ``forbidden_items`` are item indices, as in :meth:`recommend`.
         """
         self._check_fitted()
         return topk.recommend_from_items(
-            self, items, k, exclude_seen, unknown_users, allowed_items, forbidden_items
+            self, items, k, exclude_seen, unknown_users, allowed_items, forbidden_items, unknown_items
         )
 
     def similar_items(self, item: int, k: int = 10) -> tuple[np.ndarray, np.ndarray]:

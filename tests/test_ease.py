@@ -141,7 +141,7 @@ def test_a_failed_save_keeps_the_previous_model(tmp_path, small_X, monkeypatch):
     def broken_save(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(np, "save", broken_save)
+    monkeypatch.setattr("accel.model_folder.write_array", broken_save)
     with pytest.raises(OSError, match="disk full"):
         second.save(path)
     monkeypatch.undo()

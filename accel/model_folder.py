@@ -16,7 +16,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -66,7 +66,7 @@ def array_chunks(array: np.ndarray) -> Iterator[memoryview]:
     """The bytes of ``array`` as its ``.npy`` file holds them, :data:`CHUNK_BYTES` at a time."""
     data = _flat(_contiguous(array)).view(np.uint8)
     for start in range(0, data.size, CHUNK_BYTES):
-        yield memoryview(data[start : start + CHUNK_BYTES])
+        yield data[start : start + CHUNK_BYTES].data
 
 
 def checksum(array: np.ndarray) -> str:
@@ -86,7 +86,9 @@ def first_non_finite(array: np.ndarray) -> tuple[int, ...] | None:
     for start in range(0, flat.size, step):
         bad = np.flatnonzero(~np.isfinite(flat[start : start + step]))
         if bad.size:
-            order = "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C"
+            order: Literal["C", "F"] = (
+                "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C"
+            )
             return tuple(int(i) for i in np.unravel_index(start + int(bad[0]), array.shape, order=order))
     return None
 

@@ -123,12 +123,17 @@ def check_k(k: object, n_items: int) -> int:
     return int(k)
 
 
-def check_item_indices(items: Iterable[int] | int, n_items: int) -> np.ndarray:
-    """Item indices as an int64 array, each in ``[0, n_items)``."""
+def item_index_array(items: Iterable[int] | int) -> np.ndarray:
+    """Item indices as a flat int64 array (any values); :class:`InputError` for non-integers."""
     array = np.atleast_1d(np.asarray(items))
     if array.size and not np.issubdtype(array.dtype, np.integer):
         raise InputError(f"item indices must be integers, got {array.dtype}")
-    array = array.astype(np.int64, copy=False).ravel()
+    return array.astype(np.int64, copy=False).ravel()
+
+
+def check_item_indices(items: Iterable[int] | int, n_items: int) -> np.ndarray:
+    """Item indices as an int64 array, each in ``[0, n_items)``."""
+    array = item_index_array(items)
     bad = array[(array < 0) | (array >= n_items)]
     if bad.size:
         raise InputError(

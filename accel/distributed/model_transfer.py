@@ -99,7 +99,8 @@ def worker_model(ref: PathRef | ModelPayload) -> Recommender:
     with _LOCK:
         model = _MODELS.get(token)
         if model is None:
-            model = load_model(ref.path, mmap=True) if isinstance(ref, PathRef) else ref.build()
+            # The client loaded (and verified) this version; each worker only maps it.
+            model = load_model(ref.path, mmap=True, verify=False) if isinstance(ref, PathRef) else ref.build()
             _MODELS.clear()
             _MODELS[token] = model
             _STATS["model_builds"] += 1

@@ -14,6 +14,7 @@ from accel.errors import (
     InputError,
     InsufficientMemoryError,
     NotFittedError,
+    UnknownItemsWarning,
 )
 
 #: The models and backend helpers, imported on first use (NumPy, SciPy and numba load then; the
@@ -73,6 +74,7 @@ __all__ = [
     "PrunedEASE",
     "Recommender",
     "TopPopular",
+    "UnknownItemsWarning",
     "UserKNN",
     "available_backends",
     "get_backend",

@@ -19,6 +19,10 @@ class BackendUnavailableError(AccelError, RuntimeError):
     """The requested array backend cannot be used here (the message says why)."""
 
 
+class UnknownItemsWarning(UserWarning):
+    """Items of a new user's list that the model does not know were left out of their answer."""
+
+
 class InsufficientMemoryError(AccelError, MemoryError):
     """An allocation would not fit; raised before allocating, naming both sizes."""
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -27,6 +29,13 @@ META_FILE = "model.json"
 #: How often :func:`read_folder` re-reads a folder that other processes keep replacing.
 LOAD_ATTEMPTS = 50
 _FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\.npy")
+#: The checksum ``model.json`` records for each array file (CRC-32 of the array's bytes, 8 hex digits).
+CHECKSUM = "crc32"
+#: Bytes per step when arrays are written, checksummed or checked for finite values.
+CHUNK_BYTES = 1 << 24
+#: Memory-mapped models larger than this are verified only when asked (``verify=True``,
+#: ``accel check``): reading every byte would undo what mapping saves.
+VERIFY_MMAP_BYTES = 1 << 30
 
 
 @dataclass
@@ -38,6 +47,79 @@ class SavedModel:
     n_items: int
     arrays: dict[str, np.ndarray]
     extras: dict[str, np.ndarray]
+    #: How many array files were verified against a recorded checksum when read (0: not verified).
+    checksums_verified: int = 0
+
+
+# ---- array bytes ----------------------------------------------------------------------------------
+def _contiguous(array: np.ndarray) -> np.ndarray:
+    """``array`` itself when it is C- or Fortran-contiguous (as ``.npy`` files store them), else a C copy."""
+    return array if array.flags.c_contiguous or array.flags.f_contiguous else np.ascontiguousarray(array)
+
+
+def _flat(array: np.ndarray) -> np.ndarray:
+    """The elements of a contiguous ``array`` in memory order (its file's order), as a 1-D view."""
+    return np.ravel(array, order="K")
+
+
+def array_chunks(array: np.ndarray) -> Iterator[memoryview]:
+    """The bytes of ``array`` as its ``.npy`` file holds them, :data:`CHUNK_BYTES` at a time."""
+    data = _flat(_contiguous(array)).view(np.uint8)
+    for start in range(0, data.size, CHUNK_BYTES):
+        yield data[start : start + CHUNK_BYTES].data
+
+
+def checksum(array: np.ndarray) -> str:
+    """The :data:`CHECKSUM` of ``array``'s bytes (what ``model.json`` records)."""
+    value = 0
+    for chunk in array_chunks(array):
+        value = zlib.crc32(chunk, value)
+    return f"{value:08x}"
+
+
+def first_non_finite(array: np.ndarray) -> tuple[int, ...] | None:
+    """The index of the first NaN or infinite value of a float ``array`` (``None``: all finite)."""
+    if array.dtype.kind not in "fc":
+        return None
+    array = _contiguous(array)
+    flat, step = _flat(array), max(1, CHUNK_BYTES // array.dtype.itemsize)
+    for start in range(0, flat.size, step):
+        bad = np.flatnonzero(~np.isfinite(flat[start : start + step]))
+        if bad.size:
+            order: Literal["C", "F"] = (
+                "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C"
+            )
+            return tuple(int(i) for i in np.unravel_index(start + int(bad[0]), array.shape, order=order))
+    return None
+
+
+def write_array(path: Path, array: np.ndarray) -> str:
+    """Write ``array`` as a ``.npy`` file and return its checksum, taken in the same pass."""
+    array = _contiguous(array)
+    header = np.lib.format.header_data_from_array_1_0(array)
+    value = 0
+    with open(path, "wb") as f:
+        try:
+            np.lib.format.write_array_header_1_0(f, header)
+        except ValueError:  # a header too long for format 1.0, as np.save would handle it
+            f.seek(0)
+            f.truncate()
+            np.lib.format.write_array_header_2_0(f, header)
+        for chunk in array_chunks(array):
+            value = zlib.crc32(chunk, value)
+            f.write(chunk)
+    return f"{value:08x}"
+
+
+def check_finite_weights(arrays: dict[str, np.ndarray]) -> None:
+    """Raise :class:`InputError` when a learned float array holds NaN or infinite values."""
+    for name, array in arrays.items():
+        where = first_non_finite(np.asarray(array))
+        if where is not None:
+            raise InputError(
+                f"refusing to save: the learned array {name} holds NaN or infinite values (the first at "
+                f"index {where}), so the model could not answer; nothing was written"
+            )
 
 
 # ---- save ---------------------------------------------------------------------------------------
@@ -47,6 +129,7 @@ def save_folder(path: str | os.PathLike[str], saved: SavedModel) -> Path:
     files.update({f"extra.{name}.npy": a for name, a in saved.extras.items()})
     for name in files:
         check_file_name(name)
+    check_finite_weights(saved.arrays)
     meta: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -60,11 +143,14 @@ def save_folder(path: str | os.PathLike[str], saved: SavedModel) -> Path:
     with atomic_dir(check_model_destination(path)) as tmp:
         for name, array in files.items():
             array = np.asarray(array)
-            np.save(tmp / name, array, allow_pickle=False)
+            if array.dtype.hasobject:
+                raise InputError(f"cannot save {name}: it holds Python objects")
+            crc = write_array(tmp / name, array)
             meta["files"][name] = {
                 "shape": list(array.shape),
                 "dtype": array.dtype.str,
                 "bytes": (tmp / name).stat().st_size,
+                CHECKSUM: crc,
             }
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
     return Path(path)
@@ -79,16 +165,19 @@ def check_model_destination(path: str | os.PathLike[str]) -> Path:
 
 
 # ---- load ---------------------------------------------------------------------------------------
-def read_folder(path: str | os.PathLike[str], mmap: bool = True) -> SavedModel:
+def read_folder(path: str | os.PathLike[str], mmap: bool = True, verify: bool | None = None) -> SavedModel:
     """One whole version of the model folder ``path`` (``mmap``: arrays memory-mapped, not read).
 
-    A save over ``path`` while this runs gives the old or the new model.
+    ``verify`` checks every array against the checksum ``model.json`` records
+    (see :func:`verify_arrays`); ``None`` verifies unless the arrays are
+    memory-mapped and over :data:`VERIFY_MMAP_BYTES`. A save over ``path`` while
+    this runs gives the old or the new model.
     """
     path = Path(path)
     for _ in range(LOAD_ATTEMPTS):
         version = current_version(path)
         try:
-            saved = _read_version(path, version, mmap)
+            saved = _read_version(path, version, mmap, verify)
         except (InputError, OSError):
             if current_version(path) != version:
                 continue  # replaced while reading: read the new one
@@ -98,7 +187,7 @@ def read_folder(path: str | os.PathLike[str], mmap: bool = True) -> SavedModel:
     raise InputError(f"{path} was replaced {LOAD_ATTEMPTS} times while being read; try again")
 
 
-def _read_version(path: Path, folder: Path, mmap: bool) -> SavedModel:
+def _read_version(path: Path, folder: Path, mmap: bool, verify: bool | None) -> SavedModel:
     meta = check_meta(path, folder)
     arrays = {n: check_array_file(path, folder, f"{n}.npy", meta, mmap) for n in meta["arrays"]}
     extras = {n: check_array_file(path, folder, f"extra.{n}.npy", meta, mmap) for n in meta["extras"]}
@@ -108,7 +197,43 @@ def _read_version(path: Path, folder: Path, mmap: bool) -> SavedModel:
             f"{path / 'extra.item_ids.npy'} has shape {item_ids.shape} but the model has "
             f"{meta['n_items']:,} items"
         )
-    return SavedModel(meta["class"], dict(meta["params"]), meta["n_items"], arrays, extras)
+    saved = SavedModel(meta["class"], dict(meta["params"]), meta["n_items"], arrays, extras)
+    if verify is None:
+        verify = not mmap or sum(a.nbytes for a in [*arrays.values(), *extras.values()]) <= VERIFY_MMAP_BYTES
+    if verify:
+        saved.checksums_verified = verify_arrays(path, meta, arrays, extras)
+    return saved
+
+
+def verify_arrays(
+    path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray], extras: dict[str, np.ndarray]
+) -> int:
+    """Raise :class:`InputError` naming the first array file whose bytes differ from its checksum.
+
+    A learned array saved without a checksum (by an older accel) is checked for
+    NaN and infinite values instead. Returns how many files matched a checksum.
+    """
+    files = {**{f"{n}.npy": a for n, a in arrays.items()}, **{f"extra.{n}.npy": a for n, a in extras.items()}}
+    learned = {f"{n}.npy" for n in arrays}
+    verified = 0
+    for name, array in files.items():
+        recorded = meta.get("files", {}).get(name, {}).get(CHECKSUM)
+        if recorded is None:
+            where = first_non_finite(array) if name in learned else None
+            if where is not None:
+                raise InputError(
+                    f"{path / name} holds NaN or infinite values (the first at index {where}): "
+                    "the model cannot answer"
+                )
+            continue
+        found = checksum(array)
+        if found != recorded:
+            raise InputError(
+                f"{path / name} is damaged: its bytes do not match the checksum {META_FILE} records "
+                f"({CHECKSUM} {found}, recorded {recorded!r})"
+            )
+        verified += 1
+    return verified
 
 
 # ---- checks -------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import importlib.util
 import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypedDict, get_args
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -75,6 +75,16 @@ def _candidates(
 def _score(make: Callable[[dict[str, Any]], Any], params: dict[str, Any], split: Split, metric: str) -> float:
     name, k = parse_metric(metric)
     return evaluate_split(make(params), split, ks=(k,), metrics=(name,))[metric]
+
+
+class SearchOptions(TypedDict):
+    """How :func:`tune` searches every model (keywords of :func:`_search_one`)."""
+
+    search: str
+    n_trials: int
+    metric: str
+    seed: int
+    show_progress: bool
 
 
 def _search_one(
@@ -156,7 +166,7 @@ def tune(
     unknown = [s for s in similarities if s not in SIMILARITIES]
     if unknown:
         raise InputError(f"unknown similarity {unknown[0]!r}; choose from {', '.join(SIMILARITIES)}")
-    options = {
+    options: SearchOptions = {
         "search": search,
         "n_trials": n_trials,
         "metric": metric,
@@ -168,7 +178,8 @@ def tune(
     for cls, variant, space in search_spaces(similarities):
         if cls.__name__ == "EASE" and not ease:
             continue
-        defaults = {"backend": backend, **cls.entry.variants.get(variant, {})}  # type: ignore[union-attr]
+        variants = cls.entry.variants if cls.entry else {}  # search_spaces yields registered models only
+        defaults = {"backend": backend, **variants.get(variant, {})}
 
         def make(
             params: dict[str, Any], cls: type[Recommender] = cls, defaults: dict = defaults

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import TypeAlias, TypeGuard
 
 import numpy as np
 import scipy.sparse as sp
+from numpy.typing import ArrayLike
 
 from accel.errors import InputError
 
-DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
+DTYPES: dict[str, np.dtype] = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
 FLOAT32 = DTYPES["float32"]
+
+#: A users × items matrix as callers give it: SciPy sparse, or anything NumPy reads as a 2-D array.
+MatrixLike: TypeAlias = "sp.spmatrix | sp.sparray | ArrayLike"
+
+
+def is_sparse(value: object) -> TypeGuard[sp.spmatrix | sp.sparray]:
+    """``scipy.sparse.issparse``, telling the type checker that ``value`` is then a sparse matrix."""
+    return sp.issparse(value)
 
 
 def check_dtype(dtype: str | np.dtype | type) -> np.dtype:
@@ -39,7 +49,7 @@ def check_nonnegative(name: str, value: float) -> float:
 
 
 def as_binary_csr(
-    X: object,
+    X: MatrixLike,
     *,
     dtype: np.dtype = FLOAT32,
     n_items: int | None = None,
@@ -53,7 +63,7 @@ def as_binary_csr(
     2-D matrix of finite numbers, for the wrong number of item columns, and, when
     ``allow_empty_rows`` is false, for a matrix with no interactions at all.
     """
-    if sp.issparse(X):
+    if is_sparse(X):
         if X.ndim != 2:
             raise InputError(f"{name} must be 2-D (users × items), got {X.ndim}-D")
         csr = X.tocsr()
@@ -113,12 +123,17 @@ def check_k(k: object, n_items: int) -> int:
     return int(k)
 
 
-def check_item_indices(items: Iterable[int] | int, n_items: int) -> np.ndarray:
-    """Item indices as an int64 array, each in ``[0, n_items)``."""
+def item_index_array(items: Iterable[int] | int) -> np.ndarray:
+    """Item indices as a flat int64 array (any values); :class:`InputError` for non-integers."""
     array = np.atleast_1d(np.asarray(items))
     if array.size and not np.issubdtype(array.dtype, np.integer):
         raise InputError(f"item indices must be integers, got {array.dtype}")
-    array = array.astype(np.int64, copy=False).ravel()
+    return array.astype(np.int64, copy=False).ravel()
+
+
+def check_item_indices(items: Iterable[int] | int, n_items: int) -> np.ndarray:
+    """Item indices as an int64 array, each in ``[0, n_items)``."""
+    array = item_index_array(items)
     bad = array[(array < 0) | (array >= n_items)]
     if bad.size:
         raise InputError(
@@ -132,6 +147,12 @@ def check_positive_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise InputError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def check_threads(n_threads: object) -> None:
+    """:class:`InputError` unless ``n_threads`` is ``None`` (every usable core) or an integer ≥ 1."""
+    if n_threads is not None:
+        check_positive_int("n_threads", n_threads)
 
 
 def storable_ids(ids: object) -> np.ndarray:

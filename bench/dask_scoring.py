@@ -29,7 +29,7 @@ from accel import EASE
 from accel.bench.report import machine_info, write_json
 from accel.data.synthetic import synthetic_interactions
 from accel.distributed import connect, recommend, recommend_to_parquet
-from accel.distributed.model_transfer import ship_model, worker_model
+from accel.distributed.model_transfer import ModelPayload, PathRef, ship_model, worker_model
 
 
 def _memory() -> tuple[int, int]:
@@ -40,7 +40,7 @@ def _memory() -> tuple[int, int]:
     return info.rss, info.uss
 
 
-def _touch(ref: object) -> int:
+def _touch(ref: PathRef | ModelPayload) -> int:
     """Build the model on a worker and read every page of its learned state."""
     model = worker_model(ref)
     return int(sum(np.asarray(a).sum() != 0 for a in model._state().values()))

@@ -259,7 +259,7 @@ def plot(rows: list[dict[str, Any]], dense: dict[str, Any], path: Path) -> None:
     right.axhline(dense["seconds"], color="C1", ls="--", label="dense EASE scoring")
     right.set_ylabel("top-20 for all users (s)", color="C1")
     handles = left.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
-    left.legend(handles, [h.get_label() for h in handles], fontsize=8, loc="center right")
+    left.legend(handles, [str(h.get_label()) for h in handles], fontsize=8, loc="center right")
     left.set_title("Pruned EASE: precision and serving time against density")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -236,7 +236,10 @@ def test_bad_input_fails_cleanly(capsys, log_file, model_dir, tmp_path):
         (["similar", str(model_dir), "999999"], "unknown item id '999999'"),
         (["similar", str(model_dir), "abc"], "unknown item id 'abc'"),
         (["similar", str(tmp_path / "nomodel"), "1"], "does not exist"),
-        (["recommend", str(model_dir), "--items", "1", "424242"], "unknown item id '424242'"),
+        (
+            ["recommend", str(model_dir), "--items", "1", "424242", "--unknown-items", "error"],
+            "1 of 2 items are not known to the model (e.g. item id '424242')",
+        ),
         (
             ["recommend", str(model_dir), str(csv), "--out", str(tmp_path / "missing" / "r.parquet")],
             "does not exist",

@@ -23,7 +23,8 @@ LANGUAGES = {"python", "bash", "sh", "text"}
 #: Shell commands the tests do not run, by how they start: installs, the test and benchmark suites
 #: themselves, and services that run until stopped (the Dask tests start clusters in-process).
 NOT_RUN = ("python3 -m venv", ". .venv/bin/activate", "pip install", "python -m pytest", "pytest bench",
-           "ACCEL_BENCH_SLOW=1 pytest", "dask scheduler", "dask worker", "dask cuda worker")  # fmt: skip
+           "ACCEL_BENCH_SLOW=1 pytest", "dask scheduler", "dask worker", "dask cuda worker",
+           "ruff ", "mypy")  # fmt: skip
 #: Extra arguments that make a benchmark command a toy-sized one.
 TINY_BENCH = [
     "--users",

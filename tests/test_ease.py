@@ -141,7 +141,7 @@ def test_a_failed_save_keeps_the_previous_model(tmp_path, small_X, monkeypatch):
     def broken_save(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(np, "save", broken_save)
+    monkeypatch.setattr("accel.model_folder.write_array", broken_save)
     with pytest.raises(OSError, match="disk full"):
         second.save(path)
     monkeypatch.undo()
@@ -249,7 +249,7 @@ def test_bad_queries_are_named(small_X):
     with pytest.raises(InputError, match="item columns"):
         model.recommend(sp.csr_matrix((3, n + 1)))
     with pytest.raises(InputError, match="out of range"):
-        model.recommend_from_items([1, n], k=3)
+        model.recommend_from_items([1, n], k=3, unknown_items="error")
     with pytest.raises(InputError, match="out of range"):
         model.similar_items(-1)
     with pytest.raises(InputError, match="integers"):

@@ -227,8 +227,68 @@ def test_recommend_from_items_and_similar_items_take_ids(log, tmp_path):
     np.testing.assert_allclose(similar["score"], scores)
     with pytest.raises(InputError, match="unknown item id 'nope'"):
         log.similar_items(model, "nope")
-    with pytest.raises(InputError, match="unknown item id 'nope'"):
-        log.recommend_from_items(model, ["nope"])
+
+
+def test_unknown_items_of_a_new_user_are_dropped_with_a_warning(log):
+    model = accel.EASE(l2=20, backend="numpy").fit(log, show_progress=False)
+    known = list(log.item_ids[[3, 9]])
+    expected = log.recommend_from_items(model, known, k=5)
+    with pytest.warns(
+        accel.UnknownItemsWarning, match=r"1 of 3 items are not known .* 'nope'\) and were dropped$"
+    ):
+        got = log.recommend_from_items(model, [known[0], "nope", known[1]], k=5)
+    pd.testing.assert_frame_equal(got, expected)
+    with pytest.raises(InputError, match=r"1 of 3 items are not known .*'nope'.*unknown_items='drop'"):
+        log.recommend_from_items(model, [known[0], "nope", known[1]], unknown_items="error")
+    with pytest.raises(InputError, match="unknown_items must be one of 'drop', 'error'"):
+        log.recommend_from_items(model, known, unknown_items="ignore")
+    # Only unknown items: the popular fallback, marked so in the source column.
+    with pytest.warns(accel.UnknownItemsWarning, match="none are left, so the user gets the most popular"):
+        cold = log.recommend_from_items(model, ["nope", "99999"], k=4)
+    top, top_scores = popular_top(log.matrix(), 4)
+    assert cold["item"].tolist() == list(log.item_ids[top]) and (cold["source"] == "popular").all()
+    np.testing.assert_array_equal(cold["score"], top_scores)
+    with pytest.warns(accel.UnknownItemsWarning, match="gets no recommendations"):
+        assert log.recommend_from_items(model, ["nope"], unknown_users="skip").empty
+    with (
+        pytest.raises(InputError, match="have no items the model knows"),
+        pytest.warns(accel.UnknownItemsWarning),
+    ):
+        log.recommend_from_items(model, ["nope"], unknown_users="error")
+
+
+def test_item_indices_outside_the_model_are_dropped_with_a_warning(log):
+    model = accel.EASE(l2=20, backend="numpy").fit(log, show_progress=False)
+    n = log.n_items
+    expected = model.recommend_from_items([3, 9], k=5)
+    with pytest.warns(
+        accel.UnknownItemsWarning, match=rf"dropped 2 of 4 item indices outside .* {n} items \(e.g. {n}\)$"
+    ):
+        got = model.recommend_from_items([3, n, 9, -1], k=5)
+    np.testing.assert_array_equal(got[0], expected[0])
+    np.testing.assert_array_equal(got[1], expected[1])
+    with pytest.raises(InputError, match=f"item index {n} is out of range"):
+        model.recommend_from_items([3, n], unknown_items="error")
+    with pytest.warns(accel.UnknownItemsWarning, match="most popular items"):
+        ids, scores = model.recommend_from_items([n + 5], k=3)
+    top, counts = popular_top(log.matrix(), 3)
+    np.testing.assert_array_equal(ids, top)
+    np.testing.assert_array_equal(scores, counts)
+    with pytest.raises(InputError, match="must be integers"):
+        model.recommend_from_items([1.5])
+
+
+def test_unknown_users_skip_leaves_out_ids_the_log_lacks(log):
+    model = accel.EASE(l2=20, backend="numpy").fit(log, show_progress=False)
+    expected = log.recommend(model, users=["u7", "u3"], k=3)
+    with pytest.raises(InputError, match=r"unknown user id 'nobody'.*unknown_users='skip'"):
+        log.recommend(model, users=["u7", "nobody", "u3"], k=3)
+    with pytest.raises(InputError, match="unknown user id 'nobody'"):
+        log.recommend(model, users=["u7", "nobody"], k=3, unknown_users="error")
+    got = log.recommend(model, users=["u7", "nobody", "u3"], k=3, unknown_users="skip")
+    pd.testing.assert_frame_equal(got, expected)
+    nobody = log.recommend(model, users=["nobody"], k=3, unknown_users="skip")
+    assert nobody.empty and list(nobody.columns) == list(expected.columns)
 
 
 def test_recommend_takes_candidate_filters_as_ids(log):
@@ -322,6 +382,51 @@ def test_cli_user_and_item_columns_by_name(capsys, tmp_path):
     code, out, err = run_cli(capsys, "recommend", str(model_dir), str(log), "--k", "1")
     assert code == 0, err
     assert out.splitlines()[1:] == ["002\t0108775044\t1\t" + out.splitlines()[1].split("\t")[3] + "\tmodel"]
+
+
+def test_cli_unknown_items_and_users(capsys, tmp_path, leading_zeros):
+    model_dir = tmp_path / "m"
+    assert main(["fit", str(leading_zeros), "--out", str(model_dir), "--quiet"]) == 0
+    base = ["recommend", str(model_dir)]
+    code, expected, _ = run_cli(capsys, *base, "--items", "042", "--k", "2")
+    assert code == 0
+    code, out, err = run_cli(capsys, *base, "--items", "042", "99999", "--k", "2")
+    assert code == 0 and out == expected
+    assert (
+        err
+        == "accel recommend: "
+        + "1 of 2 items are not known to the model (e.g. item id '99999') and were dropped\n"
+    )
+    code, out, err = run_cli(capsys, *base, "--items", "99999", "nope", "--k", "2")
+    assert (
+        code == 0 and err.count("\n") == 1 and "none are left, so the user gets the most popular items" in err
+    )
+    assert out.splitlines()[1:] == ["new\t042\t1\t2.0\tpopular", "new\t7\t2\t2.0\tpopular"]
+    code, out, err = run_cli(capsys, *base, "--items", "042", "99999", "--k", "2", "-q")
+    assert code == 0 and out == expected and err == ""
+    assert_fails(
+        capsys,
+        [*base, "--items", "042", "99999", "--unknown-items", "error"],
+        "1 of 2 items are not known to the model (e.g. item id '99999'): use --unknown-items drop",
+    )
+    assert_fails(
+        capsys, [*base, "--items", "99999", "--unknown-users", "error"], "have no items the model knows"
+    )
+    history = tmp_path / "h.csv"
+    history.write_text("user_id,item_id\nZ,999\nA,042\nB,7\n")
+    assert_fails(
+        capsys,
+        [*base, str(history), "--k", "2", "--unknown-items", "error"],
+        f"1 of 3 interactions in {history} are with items the model does not know",
+    )
+    code, everyone, _ = run_cli(capsys, *base, str(history), "--k", "2")
+    asked = [*base, str(history), "--k", "2", "--users", "A", "nobody", "B"]
+    assert_fails(
+        capsys, asked, "unknown user id 'nobody': not in the 3 users of this log (--unknown-users skip"
+    )
+    code, out, err = run_cli(capsys, *asked, "--unknown-users", "skip")
+    assert code == 0 and "1 of 3 --users are not in INPUT and were left out (e.g. user 'nobody')" in err
+    assert out.splitlines()[1:] == [line for line in everyone.splitlines()[1:] if line[0] in "AB"]
 
 
 def test_cli_unknown_users(capsys, tmp_path, leading_zeros):

@@ -41,6 +41,6 @@ def test_errors(small_X):
         TopPopular().recommend(small_X)
     model = TopPopular(backend="numpy").fit(small_X)
     with pytest.raises(InputError, match="out of range"):
-        model.recommend_from_items([small_X.shape[1] + 5])
+        model.recommend_from_items([small_X.shape[1] + 5], unknown_items="error")
     with pytest.raises(InputError, match="item columns"):
         model.recommend(small_X[:, :10])

@@ -1,4 +1,4 @@
-"""The README's two commands stay true: CI runs exactly its test command."""
+"""The README's two commands stay true: CI runs exactly its test commands."""
 
 from __future__ import annotations
 
@@ -18,8 +18,18 @@ def readme_commands() -> dict[str, str]:
 
 
 def test_ci_runs_the_readme_test_command():
-    ci = (ROOT / ".ci" / "run").read_text()
-    assert readme_commands()["tests"] in ci.splitlines()
+    """The README's install, check and test lines are CI's, in order, one after another."""
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    commands = readme_commands()["tests"].splitlines()
+    assert commands[0] in ci, "CI does not install as the README says"
+    start = ci.index(commands[0])
+    assert ci[start : start + len(commands)] == commands
+
+
+def test_ci_checks_lint_format_and_types_before_the_tests():
+    commands = readme_commands()["tests"].splitlines()
+    assert commands[1:] == ["ruff check .", "ruff format --check .", "mypy", "python -m pytest"]
+    assert ".[test,lint]" in commands[0]
 
 
 def test_main_job_is_the_quick_benchmark():

@@ -67,7 +67,9 @@ class BlasExecutor(Protocol):
     Triangular operands are always non-unit diagonal. ``alpha``/``beta`` are host scalars.
     """
 
-    xp: Any
+    @property
+    def xp(self) -> Any:
+        """The array module (NumPy or CuPy) that :meth:`view` arrays belong to."""
 
     def empty(self, size: int) -> Any:
         """A flat workspace of ``size`` elements of the working dtype."""

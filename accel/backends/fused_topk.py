@@ -300,7 +300,9 @@ def _nothing_allowed(include: Any) -> bool:
     return isinstance(include, np.ndarray) and include.size == 0
 
 
-def _filters(n_rows: int, exclude: Any, include: Any) -> tuple[Any, ...]:
+def _filters(
+    n_rows: int, exclude: Any, include: Any
+) -> tuple[np.ndarray, np.ndarray, int, np.ndarray, np.ndarray]:
     """Kernel arguments for ``exclude`` and ``include``: (e_ptr, e_idx, mode, i_ptr, i_idx)."""
     if exclude is None:
         e_ptr, e_idx = np.zeros(n_rows + 1, dtype=np.int64), np.empty(0, dtype=np.int64)

@@ -52,7 +52,7 @@ def run_sweep(
         for spec in specs:
             reason = stopped.get(spec.name) or _predicted_too_slow(spec, n_items, last_fit, timeout)
             if reason:
-                row = {
+                row: dict[str, Any] = {
                     "model": spec.name,
                     "spec": spec.to_dict(),
                     "status": "skipped",

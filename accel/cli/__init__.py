@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from accel.errors import AccelError
 
 #: Subcommand modules under ``accel.cli``, in the order ``--help`` lists them.
-SUBCOMMANDS: list[str] = ["info", "fit", "recommend", "evaluate", "similar", "map", "bench", "tune"]
+SUBCOMMANDS: list[str] = ["info", "fit", "recommend", "evaluate", "similar", "check", "map", "bench", "tune"]
 
 
 def build_parser() -> argparse.ArgumentParser:

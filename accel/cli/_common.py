@@ -184,12 +184,17 @@ def write_table(frame: pd.DataFrame, path: Path) -> None:
             frame.to_csv(tmp, index=False)
 
 
-def load_saved_model(path: str | os.PathLike[str], backend: str | None = None) -> Recommender:
-    """A model saved by ``accel fit`` (one that carries its item ids)."""
+def check_model_dir(path: str | os.PathLike[str]) -> None:
+    """Raise :class:`InputError` unless MODEL_DIR ``path`` is an existing folder."""
     if Path(path).exists() and not Path(path).is_dir():
         raise InputError(f"{path} is a file; MODEL_DIR is the folder `accel fit --out` wrote")
     if not Path(path).is_dir():
         raise InputError(f"model folder {path} does not exist")
+
+
+def load_saved_model(path: str | os.PathLike[str], backend: str | None = None) -> Recommender:
+    """A model saved by ``accel fit`` (one that carries its item ids)."""
+    check_model_dir(path)
     model = load_model(path, backend=backend)
     if "item_ids" not in getattr(model, "extras_", {}):
         raise InputError(f"{path} was not saved by `accel fit`: it has no item ids")

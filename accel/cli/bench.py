@@ -5,13 +5,24 @@ from __future__ import annotations
 import argparse
 import re
 from pathlib import Path
+from typing import TypedDict
 
 from accel.atomic import check_writable_folder
 from accel.cli._common import add_dataset_args, dataset_from_args, is_json_with
 from accel.errors import InputError, format_bytes
 
+
+class QuickSizes(TypedDict):
+    """The sizes of ``--quick``: synthetic users and items, and the sweep's catalogues and users."""
+
+    users: int
+    items: int
+    sweep_items: tuple[int, ...]
+    sweep_users: int
+
+
 #: ``--quick``: a small synthetic dataset and a three-point sweep, about a minute on 2 cores.
-QUICK = {"users": 5000, "items": 2000, "sweep_items": (1000, 2000, 4000), "sweep_users": 5000}
+QUICK: QuickSizes = {"users": 5000, "items": 2000, "sweep_items": (1000, 2000, 4000), "sweep_users": 5000}
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 

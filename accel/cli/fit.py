@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     inter, dropped = read_log(args.input, args.user_col, args.item_col, args.time_col, args.input_format)
     inter = apply_filters(inter, args)
     model.fit(inter.matrix(), show_progress=not args.quiet)
-    if args.prune is not None:
+    if args.prune is not None and isinstance(model, EASE):  # any other model was refused above
         model = model.prune(args.prune)
     extras = {
         "item_ids": id_array(inter.item_ids),

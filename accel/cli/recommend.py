@@ -27,15 +27,18 @@ from accel.distributed.cli_options import add_dask_args, recommend_with_dask, wa
 from accel.distributed.run_output import check_run_folder, check_same_run, model_fingerprint
 from accel.errors import InputError
 from accel.models.base import Recommender
-from accel.serving import UNKNOWN_USERS
+from accel.serving import UNKNOWN_ITEMS, UNKNOWN_USERS
 from accel.serving.answers import (
     FILTER_KINDS,
     history_matrix,
     id_filter,
-    items_row,
     model_item_ids,
+    new_user_row,
     recommendations_frame,
 )
+
+#: How the command line leaves out items the model does not know (named in errors).
+HINT = "--unknown-items drop"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -73,7 +76,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         choices=UNKNOWN_USERS,
         default="popular",
         help="users with no items the model knows: give them the most popular items (default), "
-        "leave them out, or stop with an error",
+        "leave them out, or stop with an error; skip also leaves out --users ids that INPUT lacks",
+    )
+    parser.add_argument(
+        "--unknown-items",
+        choices=UNKNOWN_ITEMS,
+        default="drop",
+        help="items the model does not know (in --items or INPUT): leave them out, counted on stderr "
+        "(default; a new user left with none gets the most popular items), or stop with an error",
     )
     for kind, words in (("allowed", "only these items are recommended"), ("forbidden", "never these items")):
         parser.add_argument(
@@ -105,6 +115,21 @@ def report_unknown_users(X: sp.csr_matrix, user_ids: np.ndarray, args: argparse.
         print(
             f"accel recommend: {empty.size:,} of {len(user_ids):,} users have no items the model knows "
             f"and {what}",
+            file=sys.stderr,
+        )
+
+
+def report_left_out(unknown: int, missing: np.ndarray, asked: int) -> None:
+    """Count on stderr the interactions with unknown items and the ``--users`` that INPUT lacks."""
+    if unknown:
+        print(
+            f"accel recommend: ignored {unknown:,} interactions with items the model does not know",
+            file=sys.stderr,
+        )
+    if missing.size:
+        print(
+            f"accel recommend: {missing.size:,} of {asked:,} --users are not in INPUT and were left out "
+            f"(e.g. user {missing[0]!r})",
             file=sys.stderr,
         )
 
@@ -171,7 +196,12 @@ def run(args: argparse.Namespace) -> int:
         with_cli_hint(check_same_run)(args.out, known, args.overwrite)
     item_ids = model_item_ids(model)
     if args.items is not None:
-        X, user_ids = items_row(item_ids, args.items), np.array(["new"])
+        X, note = new_user_row(item_ids, args.items, args.unknown_items, args.unknown_users, hint=HINT)
+        user_ids = np.array(["new"], dtype=object)
+        if args.unknown_users == "error":  # a list left with no known items is refused
+            report_unknown_users(X, user_ids, args)
+        if note is not None and not args.quiet:
+            print(f"accel recommend: {note}", file=sys.stderr)
         filters = filters_from_args(args, model, item_ids, None)
     else:
         inter, _ = read_log(
@@ -181,15 +211,23 @@ def run(args: argparse.Namespace) -> int:
             args.input_format or saved_text(model, "input_format") or "auto",
         )
         users = requested_users(args.users, id_columns(args, model)[0])
-        X, user_ids, unknown = history_matrix(item_ids, inter, users)
-        report_unknown_users(X, user_ids, args)
-        if unknown and not args.quiet:
-            print(
-                f"accel recommend: ignored {unknown:,} interactions with items the model does not know",
-                file=sys.stderr,
+        X, user_ids, unknown, missing = history_matrix(
+            item_ids, inter, users, args.unknown_users, "--unknown-users skip"
+        )
+        if unknown and args.unknown_items == "error":
+            raise InputError(
+                f"{unknown:,} of {unknown + X.nnz:,} interactions in {args.input} are with items the "
+                f"model does not know: use {HINT} to ignore them"
             )
+        report_unknown_users(X, user_ids, args)
+        if not args.quiet:
+            report_left_out(unknown, missing, len(dict.fromkeys(users or ())))
         filters = filters_from_args(args, model, item_ids, user_ids)
         if wants_dask(args):
+            if X.shape[0] == 0:
+                raise InputError(
+                    f"none of the {missing.size:,} --users are in {args.input}: no users to score"
+                )
             return recommend_with_dask(args, model, X, user_ids, filters)
     frame = recommendations_frame(
         model,

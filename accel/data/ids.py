@@ -42,12 +42,17 @@ def check_id_column(values: pd.Series, column: str) -> pd.Series:
     return values
 
 
+def id_array(ids: Iterable[object] | object) -> np.ndarray:
+    """One id or many as a flat array (one string stays one id)."""
+    return np.atleast_1d(np.asarray(ids, dtype=object if isinstance(ids, str) else None)).ravel()
+
+
 def _coerce_ids(ids: Iterable[object] | object, known: np.ndarray) -> np.ndarray:
     """``ids`` as an array comparable with ``known`` (e.g. ``"42"`` typed on a command line → 42).
 
     Text that is not an integer cannot be an integer id: it becomes ``None`` (no match).
     """
-    array = np.atleast_1d(np.asarray(ids, dtype=object if isinstance(ids, str) else None)).ravel()
+    array = id_array(ids)
     if known.dtype.kind in "iu" and array.dtype.kind not in "iu":
         converted = pd.to_numeric(pd.Series(array, dtype=object), errors="coerce")
         whole = converted.notna() & (converted == converted.round())
@@ -70,8 +75,7 @@ def lookup_ids(ids: object, known: np.ndarray, what: str) -> np.ndarray:
     """Positions of ``ids`` in ``known``; :class:`InputError` naming the first unknown id."""
     positions = match_ids(ids, known)
     if (positions < 0).any():
-        given = np.atleast_1d(np.asarray(ids, dtype=object if isinstance(ids, str) else None)).ravel()
-        unknown = given[np.flatnonzero(positions < 0)[0]]
+        unknown = id_array(ids)[np.flatnonzero(positions < 0)[0]]
         unknown = unknown.item() if isinstance(unknown, np.generic) else unknown
         raise InputError(f"unknown {what} id {unknown!r}: not in the {len(known):,} {what}s of this log")
     return positions

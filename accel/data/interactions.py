@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from numpy.typing import ArrayLike
 
 from accel.data.ids import check_id_column, lookup_ids
 from accel.errors import InputError
@@ -19,7 +20,7 @@ from accel.validation import binary_matrix
 
 if TYPE_CHECKING:
     from accel.models.base import Recommender  # the model passed in brings its answers: no import
-    from accel.serving.popular_fallback import UnknownUsers
+    from accel.serving.popular_fallback import UnknownItems, UnknownUsers
 
 
 def parse_times(values: pd.Series, column: str) -> pd.Series:
@@ -203,7 +204,8 @@ class Interactions:
         ``Interactions`` or by ``accel fit``), so the model may come from another
         log; items it does not know are left out of the histories. A user left with
         no known items gets the most popular items (``source == "popular"``) unless
-        ``unknown_users`` is ``"skip"`` (no rows) or ``"error"``.
+        ``unknown_users`` is ``"skip"`` (no rows) or ``"error"``. An id of ``users``
+        that is not in this log raises :class:`InputError`; ``"skip"`` leaves it out.
 
         ``allowed_items`` / ``forbidden_items`` restrict the candidates by id: a
         list of item ids for every user, or a DataFrame with columns ``user`` and
@@ -218,23 +220,27 @@ class Interactions:
     def recommend_from_items(
         self,
         model: Recommender,
-        items: object,
+        items: ArrayLike | None,
         k: int = 10,
         exclude_seen: bool = True,
         unknown_users: UnknownUsers = "popular",
         *,
         allowed_items: object = None,
         forbidden_items: object = None,
+        unknown_items: UnknownItems = "drop",
     ) -> pd.DataFrame:
         """Top ``k`` (``item, rank, score, source``) for a new user who has ``items`` (item ids).
 
-        ``allowed_items`` / ``forbidden_items`` are lists of item ids (unknown ones are ignored).
+        Ids the model does not know are dropped with an :class:`~accel.errors.UnknownItemsWarning`
+        that counts them (``unknown_items="error"`` refuses them); a list with no known
+        items gets the popular items as ``unknown_users`` says. ``allowed_items`` /
+        ``forbidden_items`` are lists of item ids (unknown ones are ignored).
         """
         return model.in_log(self).recommend_from_items(
-            items, k, exclude_seen, unknown_users, allowed_items, forbidden_items
+            items, k, exclude_seen, unknown_users, allowed_items, forbidden_items, unknown_items
         )
 
-    def similar_items(self, model: Recommender, item: object, k: int = 10) -> pd.DataFrame:
+    def similar_items(self, model: Recommender, item: ArrayLike, k: int = 10) -> pd.DataFrame:
         """The ``k`` items most similar to item id ``item`` as ``rank, item, score``."""
         return model.in_log(self).similar_items(item, k)
 

@@ -28,7 +28,7 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -100,7 +100,8 @@ def worker_model(ref: PathRef | ModelPayload) -> Recommender:
     with _LOCK:
         model = _MODELS.get(token)
         if model is None:
-            model = load_model(ref.path, mmap=True) if isinstance(ref, PathRef) else ref.build()
+            # The client loaded (and verified) this version; each worker only maps it.
+            model = load_model(ref.path, mmap=True, verify=False) if isinstance(ref, PathRef) else ref.build()
             threads = worker_threads()
             if threads and "n_threads" in model.param_names() and model.get_params()["n_threads"] is None:
                 model.backend_ = model.backend_.with_threads(threads)
@@ -152,7 +153,7 @@ def payload_of(model: Recommender) -> ModelPayload:
     )
 
 
-def is_saved_model(path: object) -> bool:
+def is_saved_model(path: object) -> TypeGuard[str | os.PathLike[str]]:
     """Whether ``path`` names a folder written by ``Recommender.save``."""
     return isinstance(path, (str, os.PathLike)) and (Path(path) / META_FILE).is_file()
 
@@ -197,10 +198,10 @@ def ship_model(
     if transfer == "scatter" or (transfer == "auto" and not workers_are_local(client)):
         return _scatter(client, model)
     temp_dir = tempfile.mkdtemp(prefix="accel-model-")
-    path = Path(temp_dir) / "model"
-    model.save(path)
-    if workers_see(client, path / META_FILE):
-        return ShippedModel(PathRef(str(path), token), "mmap", token, temp_dir)
+    folder = Path(temp_dir) / "model"
+    model.save(folder)
+    if workers_see(client, folder / META_FILE):
+        return ShippedModel(PathRef(str(folder), token), "mmap", token, temp_dir)
     shutil.rmtree(temp_dir, ignore_errors=True)
     if transfer == "mmap":
         raise InputError(

@@ -14,10 +14,11 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeGuard
 
 import numpy as np
 import scipy.sparse as sp
+from numpy.typing import ArrayLike
 
 from accel.atomic import atomic_file
 from accel.distributed.client import using_client
@@ -33,9 +34,9 @@ from accel.distributed.run_output import (
 from accel.errors import InputError
 from accel.models.base import Recommender, load_model
 from accel.serving.filters import CandidateFilters
-from accel.serving.popular_fallback import UNKNOWN_USERS
+from accel.serving.popular_fallback import UNKNOWN_USERS, UnknownUsers
 from accel.serving.table import long_table
-from accel.validation import as_binary_csr, check_choice, check_k, check_positive_int
+from accel.validation import MatrixLike, as_binary_csr, check_choice, check_k, check_positive_int, is_sparse
 
 #: Times a failed chunk task is retried (worker deaths are rescheduled by Dask besides).
 RETRIES = 3
@@ -73,9 +74,9 @@ def _client_model(model: Recommender | str | os.PathLike[str]) -> Recommender:
     return model
 
 
-def _check_unknown_users(fitted: Recommender, X: sp.csr_matrix, unknown_users: object) -> str:
+def _check_unknown_users(fitted: Recommender, X: sp.csr_matrix, unknown_users: UnknownUsers) -> UnknownUsers:
     """``unknown_users`` checked; ``"error"`` refuses rows with no items here, before any work is sent."""
-    unknown_users = check_choice("unknown_users", unknown_users, UNKNOWN_USERS)
+    check_choice("unknown_users", unknown_users, UNKNOWN_USERS)
     if unknown_users == "error":
         untouched = np.empty((X.shape[0], 0))
         fitted.fill_rows_without_items(np.diff(X.indptr) == 0, untouched, untouched, unknown_users)
@@ -96,7 +97,7 @@ def _filters_fingerprint(filters: CandidateFilters) -> str | None:
     for part in (filters.columns, filters.allowed, filters.forbidden):
         if part is None:
             digest.update(b"-")
-        elif sp.issparse(part):
+        elif is_sparse(part):
             for array in (part.indptr, part.indices):
                 digest.update(np.ascontiguousarray(array, dtype=np.int64).tobytes())
         else:
@@ -115,7 +116,12 @@ def _wait(client: Any, futures: list[Any], show_progress: bool) -> list[Any]:
 
 # ---- in-memory results -----------------------------------------------------------
 def _recommend_chunk(
-    ref: Any, X: sp.csr_matrix, k: int, exclude_seen: bool, unknown_users: str, filters: dict[str, Any]
+    ref: Any,
+    X: sp.csr_matrix,
+    k: int,
+    exclude_seen: bool,
+    unknown_users: UnknownUsers,
+    filters: dict[str, Any],
 ) -> tuple[np.ndarray, np.ndarray]:
     return worker_model(ref).recommend(
         X, k=k, exclude_seen=exclude_seen, unknown_users=unknown_users, **filters
@@ -124,7 +130,7 @@ def _recommend_chunk(
 
 def recommend(
     model: Recommender | str | os.PathLike[str],
-    X: object,
+    X: MatrixLike,
     k: int = 10,
     client: Any = None,
     chunk_users: int | None = None,
@@ -132,7 +138,7 @@ def recommend(
     show_progress: bool = False,
     *,
     model_transfer: str = "auto",
-    unknown_users: str = "popular",
+    unknown_users: UnknownUsers = "popular",
     allowed_items: object = None,
     forbidden_items: object = None,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -185,7 +191,7 @@ def _write_chunk(
     X: sp.csr_matrix,
     k: int,
     exclude_seen: bool,
-    unknown_users: str,
+    unknown_users: UnknownUsers,
     users: np.ndarray,
     item_ids: np.ndarray | None,
     filters: dict[str, Any],
@@ -203,9 +209,23 @@ def _write_chunk(
     return table.num_rows
 
 
-def _interactions(data: object) -> tuple[object, np.ndarray | None, np.ndarray | None]:
+class LogLike(Protocol):
+    """What the Parquet output takes of an ``accel.data.Interactions``: its matrix and ids."""
+
+    user_ids: ArrayLike
+    item_ids: ArrayLike
+
+    def matrix(self) -> sp.csr_matrix: ...
+
+
+def _is_log(data: object) -> TypeGuard[LogLike]:
+    """Whether ``data`` has ``matrix()``, ``user_ids`` and ``item_ids`` (duck-typed, as documented)."""
+    return callable(getattr(data, "matrix", None)) and hasattr(data, "user_ids") and hasattr(data, "item_ids")
+
+
+def _interactions(data: object) -> tuple[MatrixLike, np.ndarray | None, np.ndarray | None]:
     """A matrix and the log's id arrays from an ``Interactions``-like object, or the input unchanged."""
-    if callable(getattr(data, "matrix", None)) and hasattr(data, "user_ids") and hasattr(data, "item_ids"):
+    if _is_log(data):
         return data.matrix(), np.asarray(data.user_ids), np.asarray(data.item_ids)
     return data, None, None
 
@@ -235,7 +255,7 @@ def recommend_to_parquet(
     exclude_seen: bool = True,
     show_progress: bool = False,
     model_transfer: str = "auto",
-    unknown_users: str = "popular",
+    unknown_users: UnknownUsers = "popular",
     allowed_items: object = None,
     forbidden_items: object = None,
 ) -> dict[str, Any]:

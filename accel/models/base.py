@@ -43,7 +43,7 @@ from accel.model_folder import SavedModel
 from accel.models.registry import CLASSES, Entry
 from accel.serving import popular_fallback, topk
 from accel.serving.filters import CandidateFilters
-from accel.serving.popular_fallback import UnknownUsers
+from accel.serving.popular_fallback import UnknownItems, UnknownUsers
 from accel.validation import as_binary_csr, binary_matrix, check_dtype, storable_ids
 
 if TYPE_CHECKING:
@@ -115,9 +115,8 @@ class Recommender(ABC):
     ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
         """Host CSR ``(A, W)`` whose product ``A · W`` scores the rows ``X`` (``scoring = "sparse"``).
 
-        The top-k applies the filters itself; ``columns`` (the global mask of allowed
-        items) and ``candidates`` (a number of best columns per row that surely fills
-        every row's top-k) let a model shrink its factors further.
+        The top-k applies the filters itself; ``columns`` (the mask of allowed items) and ``candidates``
+        (a number of best columns per row that surely fills every row's top-k) let a model shrink its factors.
         """
         raise NotImplementedError(f"{type(self).__name__} scores through dense weights")
 
@@ -151,10 +150,10 @@ class Recommender(ABC):
     def fit(self: M, X: object, show_progress: bool = True) -> M:
         """Learn from interactions ``X`` (users × items; any non-zero counts as 1). Returns self.
 
-        ``X`` may be an :class:`accel.data.Interactions`: the model then keeps its
-        item ids (``extras_["item_ids"]``, saved with the model), so the log's
-        ``recommend`` / ``similar_items`` helpers can answer in those ids. A fit
-        that fails leaves the model as it was (unfitted, or serving its old weights).
+        ``X`` may be an :class:`accel.data.Interactions`: the model then keeps its item ids
+        (``extras_["item_ids"]``, saved with the model), so the log's ``recommend`` / ``similar_items``
+        helpers can answer in those ids. A fit that fails leaves the model as it was (unfitted, or serving
+        its old weights).
         """
         fitted, data = self._fresh(), cast(Any, X)
         item_ids = getattr(data, "item_ids", None)
@@ -209,10 +208,8 @@ class Recommender(ABC):
         """The popular fallback's ranking of ``popularity_``, sorted once per fitted or loaded popularity."""
         cached = getattr(self, "_ranking_cache", None)
         if cached is None or cached[0] is not self.popularity_:
-            cached = self._ranking_cache = (
-                self.popularity_,
-                popular_fallback.popularity_ranking(self.popularity_),
-            )
+            ranking = popular_fallback.popularity_ranking(self.popularity_)
+            cached = self._ranking_cache = (self.popularity_, ranking)
         return cached[1]
 
     # ---- serving (see accel.serving) ----------------------------------------------
@@ -230,17 +227,15 @@ class Recommender(ABC):
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` items for each row of ``X_rows`` (users × items), best first.
 
-        Returns NumPy ``(ids, scores)`` of shape (n_rows, k). With ``exclude_seen``
-        an item a row has interacted with is never returned; a row with fewer than
-        ``k`` unseen items is padded with id ``-1`` and score ``-inf``. Batches are
-        sized from free memory unless ``batch_size`` is given; results do not
-        depend on the batch size. A row with no interactions (a user the model
-        knows nothing about) is handled as :meth:`fill_rows_without_items` says.
+        Returns NumPy ``(ids, scores)`` of shape (n_rows, k). With ``exclude_seen`` an item a row has
+        interacted with is never returned; a row with fewer than ``k`` unseen items is padded with id ``-1``
+        and score ``-inf``. Batches are sized from free memory unless ``batch_size`` is given; results do
+        not depend on the batch size. A row with no interactions (a user the model knows nothing about) is
+        handled as :meth:`fill_rows_without_items` says.
 
-        ``allowed_items`` / ``forbidden_items`` restrict the candidates: item
-        indices for every row, or a sparse rows × items matrix of each row's own
-        items (see :mod:`accel.serving.filters`). Sparse models (KNN, TopPopular,
-        pruned EASE) return only positive scores and pad the rest of a row.
+        ``allowed_items`` / ``forbidden_items`` restrict the candidates: item indices for every row, or a
+        sparse rows × items matrix of each row's own items (see :mod:`accel.serving.filters`). Sparse models
+        (KNN, TopPopular, pruned EASE) return only positive scores and pad the rest of a row.
         """
         self._check_fitted()
         return topk.recommend_rows(
@@ -276,15 +271,16 @@ class Recommender(ABC):
         unknown_users: UnknownUsers = "popular",
         allowed_items: object = None,
         forbidden_items: object = None,
+        unknown_items: UnknownItems = "drop",
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` for a new user who interacted with ``items`` (indices), without refitting.
 
-        No items at all is handled as :meth:`fill_rows_without_items` says;
-        ``allowed_items`` / ``forbidden_items`` are item indices, as in :meth:`recommend`.
+        Indices outside the model are dropped with a warning (``unknown_items="error"``: refused);
+        no items (left) as :meth:`fill_rows_without_items` says; filters as in :meth:`recommend`.
         """
         self._check_fitted()
         return topk.recommend_from_items(
-            self, items, k, exclude_seen, unknown_users, allowed_items, forbidden_items
+            self, items, k, exclude_seen, unknown_users, allowed_items, forbidden_items, unknown_items
         )
 
     def similar_items(self, item: int, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
@@ -303,10 +299,9 @@ class Recommender(ABC):
     def save(self, path: str | os.PathLike[str], extras: dict[str, np.ndarray] | None = None) -> Path:
         """Write the model to folder ``path``; readers see the old or the new model, never a mix.
 
-        ``extras`` are further named arrays kept with the model (e.g. the item ids
-        of the interaction log); they come back as ``model.extras_``. An existing
-        ``path`` must be empty or hold a saved model: other folders are refused
-        (:class:`InputError`) and left untouched. See :func:`accel.atomic.atomic_dir`.
+        ``extras`` are further named arrays kept with the model (e.g. the item ids of the interaction log);
+        they come back as ``model.extras_``. An existing ``path`` must be empty or hold a saved model: other
+        folders are refused (:class:`InputError`) and left untouched. See :func:`accel.atomic.atomic_dir`.
         """
         self._check_fitted()
         return model_folder.save_folder(path, self._saved(extras))
@@ -326,15 +321,19 @@ class Recommender(ABC):
 
     @classmethod
     def load(
-        cls: type[M], path: str | os.PathLike[str], mmap: bool = True, backend: str | Backend | None = None
+        cls: type[M],
+        path: str | os.PathLike[str],
+        mmap: bool = True,
+        backend: str | Backend | None = None,
+        verify: bool | None = None,
     ) -> M:
         """Read a model saved by :meth:`save`; ``mmap`` maps its arrays instead of reading them.
 
-        ``backend`` overrides the saved backend choice (e.g. load a GPU-trained model on CPU).
-        A save over ``path`` while this runs gives the old or the new model. A damaged
-        folder raises :class:`InputError` naming the file and what is wrong with it.
+        ``backend`` overrides the saved backend (e.g. a GPU-trained model on CPU); ``verify`` checks
+        every array's checksum (default: unless memory-mapped and over 1 GiB). A save over ``path``
+        meanwhile gives the old or the new model; a damaged folder raises :class:`InputError`.
         """
-        return cls._from_saved(model_folder.read_folder(path, mmap), backend, str(path))
+        return cls._from_saved(model_folder.read_folder(path, mmap, verify), backend, str(path))
 
     @classmethod
     def _from_saved(cls: type[M], saved: SavedModel, backend: str | Backend | None, where: str) -> M:
@@ -392,7 +391,10 @@ def clone(model: M) -> M:
 
 
 def load_model(
-    path: str | os.PathLike[str], mmap: bool = True, backend: str | Backend | None = None
+    path: str | os.PathLike[str],
+    mmap: bool = True,
+    backend: str | Backend | None = None,
+    verify: bool | None = None,
 ) -> Recommender:
-    """Load any saved accel model, whatever its class."""
-    return Recommender.load(path, mmap=mmap, backend=backend)
+    """Load any saved accel model, whatever its class (as :meth:`Recommender.load`)."""
+    return Recommender.load(path, mmap=mmap, backend=backend, verify=verify)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,7 @@ from accel.errors import InputError, InsufficientMemoryError
 from accel.models.base import DType, Recommender
 from accel.models.item_item import SparseItemItem
 from accel.models.registry import Entry, Range
-from accel.validation import check_dtype, check_nonnegative, check_positive_int, storable_ids
+from accel.validation import check_dtype, check_nonnegative, check_threads, storable_ids
 
 #: Columns of B pruned at a time (the block's |values| and ranking are temporaries).
 _PRUNE_COLUMNS = 256
@@ -161,7 +162,9 @@ class EASE(Recommender):
             steps.done("gram")
             self._weights_from_gram(G, steps, cooccurring=bool((np.diff(X.indptr) >= 2).any()))
 
-    def fit_gram(self, G: Any, show_progress: bool = True, item_ids: object = None) -> EASE:
+    def fit_gram(
+        self, G: Any, show_progress: bool = True, item_ids: Sequence[object] | np.ndarray | None = None
+    ) -> EASE:
         """Learn from a precomputed Gram matrix ``G = XᵀX`` (n_items × n_items), e.g. from
         :func:`accel.distributed.gram_from_parquet`, without the interaction log. Returns self.
 
@@ -390,9 +393,3 @@ def check_density(density: object) -> float:
     ):
         raise InputError(f"density must be a number in (0, 1] (the share of B kept), got {density!r}")
     return float(density)
-
-
-def check_threads(n_threads: object) -> None:
-    """:class:`InputError` unless ``n_threads`` is ``None`` or an integer ≥ 1."""
-    if n_threads is not None:
-        check_positive_int("n_threads", n_threads)

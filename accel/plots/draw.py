@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import matplotlib.colors
 import matplotlib.pyplot as plt
@@ -66,7 +66,10 @@ def _legend_labels(table: pd.DataFrame, color: str | None) -> tuple[pd.Series, l
 
 def palette() -> tuple[Any, ...]:
     """Eighteen colours: tab20's strong ones first, then their light pairs; no greys (greys mean "other")."""
-    tab20 = [c for i, c in enumerate(plt.get_cmap("tab20").colors) if i not in (14, 15)]
+    # tab20 is a ListedColormap of RGB tuples (matplotlib types only a Colormap of array-likes)
+    listed = cast(matplotlib.colors.ListedColormap, plt.get_cmap("tab20"))
+    rgb = cast(list[tuple[float, float, float]], listed.colors)
+    tab20 = [c for i, c in enumerate(rgb) if i not in (14, 15)]
     return tuple(tab20[0::2] + tab20[1::2])
 
 

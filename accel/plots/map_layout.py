@@ -249,7 +249,7 @@ def item_map(
     xy = np.asarray(function(item_fingerprints(model, items), n_neighbors, seed), dtype=np.float64)
     seconds = time.perf_counter() - started
     table = pd.DataFrame({"item": item_ids[items], "x": xy[:, 0], "y": xy[:, 1]})
-    if frame is not None:
+    if frame is not None and item_col is not None:  # set together, from the item attributes
         columns = [c for c in dict.fromkeys([color, label_name]) if c is not None and c != "item"]
         _attach_meta(table, frame, item_col, columns)
     if color is not None and table[color].notna().sum() == 0:

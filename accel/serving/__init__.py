@@ -6,7 +6,14 @@ Serving works on the scoring contract of :mod:`accel.models.base` and imports no
 """
 
 from accel.serving.filters import CandidateFilters
-from accel.serving.popular_fallback import UNKNOWN_USERS
+from accel.serving.popular_fallback import UNKNOWN_ITEMS, UNKNOWN_USERS
 from accel.serving.topk import recommend_from_items, recommend_rows, similar_items
 
-__all__ = ["UNKNOWN_USERS", "CandidateFilters", "recommend_from_items", "recommend_rows", "similar_items"]
+__all__ = [
+    "UNKNOWN_ITEMS",
+    "UNKNOWN_USERS",
+    "CandidateFilters",
+    "recommend_from_items",
+    "recommend_rows",
+    "similar_items",
+]

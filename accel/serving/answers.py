@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import warnings
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from numpy.typing import ArrayLike
 
-from accel.data.ids import lookup_ids, match_ids
-from accel.errors import InputError
-from accel.serving.popular_fallback import UnknownUsers
+from accel.data.ids import id_array, lookup_ids, match_ids
+from accel.errors import InputError, UnknownItemsWarning
+from accel.serving.popular_fallback import UNKNOWN_ITEMS, UnknownItems, UnknownUsers, none_left_note
 from accel.serving.table import long_table
-from accel.validation import binary_matrix
+from accel.validation import binary_matrix, check_choice, check_k
 
 if TYPE_CHECKING:
     from accel.data.interactions import Interactions
@@ -39,19 +41,41 @@ def model_item_ids(model: Recommender, fallback: np.ndarray | None = None) -> np
     )
 
 
+class Histories(NamedTuple):
+    """The served users' histories over a model's items (what :func:`history_matrix` returns)."""
+
+    X: sp.csr_matrix  # users × model items
+    user_ids: np.ndarray  # the rows' user ids
+    unknown_interactions: int  # interactions with items the model does not know (left out)
+    missing_users: np.ndarray  # requested ids that are not users of the log (left out)
+
+
 def history_matrix(
-    item_ids: np.ndarray, inter: Interactions, users: object = None
-) -> tuple[sp.csr_matrix, np.ndarray, int]:
+    item_ids: np.ndarray,
+    inter: Interactions,
+    users: object = None,
+    unknown_users: UnknownUsers = "popular",
+    hint: str = "unknown_users='skip'",
+) -> Histories:
     """The histories of ``users`` (log ids; default all) over the model's ``item_ids``.
 
-    Returns the users × model-items matrix, the users' ids, and how many
-    interactions were with items the model does not know (they are left out).
+    Items the model does not know are left out (and counted). An id of ``users``
+    that is not in the log raises :class:`InputError` (``hint`` says how to skip
+    such ids), or with ``unknown_users="skip"`` is left out (and returned).
     """
-    frame = inter.frame
+    frame, missing = inter.frame, np.array([], dtype=object)
     if users is None:
         rows, user_ids = np.arange(inter.n_users), inter.user_ids
     else:
-        rows = pd.unique(inter.user_index(users))  # a user asked for twice is answered once
+        asked = id_array(users)
+        found = match_ids(asked, inter.user_ids)
+        missing = np.asarray(asked[found < 0].tolist(), dtype=object)
+        if missing.size and unknown_users != "skip":
+            raise InputError(
+                f"unknown user id {missing[0]!r}: not in the {inter.n_users:,} users of this log "
+                f"({hint} leaves such ids out)"
+            )
+        rows = pd.unique(found[found >= 0])  # a user asked for twice is answered once
         user_ids = inter.user_ids[rows]
         position = np.full(inter.n_users, -1, dtype=np.int64)
         position[rows] = np.arange(len(rows))
@@ -61,7 +85,7 @@ def history_matrix(
     items = to_model[frame["item"].to_numpy()]
     known = items >= 0
     X = binary_matrix(frame["user"].to_numpy()[known], items[known], (len(rows), len(item_ids)))
-    return X, np.asarray(user_ids), int((~known).sum())
+    return Histories(X, np.asarray(user_ids), int((~known).sum()), missing)
 
 
 def recommendations_frame(
@@ -81,13 +105,18 @@ def recommendations_frame(
     knows (see ``unknown_users`` of ``Recommender.recommend``); padding is dropped.
     ``filters`` are ``allowed_items`` / ``forbidden_items`` keywords of ``recommend``.
     """
+    filters = filters or {}
+    if X.shape[0] == 0:  # every requested user was left out
+        none = np.empty((0, check_k(k, model.n_items_)), dtype=np.int64)
+        return pd.DataFrame(long_table(none, none.astype(model.dtype_), X, user_ids, item_ids))
     ids, scores = model.recommend(
         X,
         k=k,
         exclude_seen=exclude_seen,
         show_progress=show_progress,
         unknown_users=unknown_users,
-        **(filters or {}),
+        allowed_items=filters.get("allowed_items"),
+        forbidden_items=filters.get("forbidden_items"),
     )
     return pd.DataFrame(long_table(ids, scores, X, user_ids, item_ids))
 
@@ -142,14 +171,40 @@ def id_filters(
     }
 
 
-def items_row(item_ids: np.ndarray, items: object) -> sp.csr_matrix:
-    """One user's row over the model's items from their item ids (an unknown id is an error)."""
-    given = [] if items is None else items
-    positions = lookup_ids(given, item_ids, "item") if np.size(given) else np.empty(0, np.int64)
-    return binary_matrix(np.zeros(len(positions), dtype=np.int64), positions, (1, len(item_ids)))
+def unknown_items_text(unknown: np.ndarray, total: int) -> str:
+    """``"2 of 3 items are not known to the model (e.g. item id '99999')"``, for notes and errors."""
+    first = unknown[0].item() if isinstance(unknown[0], np.generic) else unknown[0]
+    return f"{len(unknown):,} of {total:,} items are not known to the model (e.g. item id {first!r})"
 
 
-def similar_frame(model: Recommender, item_ids: np.ndarray, item: object, k: int = 10) -> pd.DataFrame:
+def new_user_row(
+    item_ids: np.ndarray,
+    items: ArrayLike | None,
+    unknown_items: UnknownItems = "drop",
+    unknown_users: UnknownUsers = "popular",
+    hint: str = "unknown_items='drop'",
+) -> tuple[sp.csr_matrix, str | None]:
+    """A new user's row from item ids, and a note on the unknown ids dropped (``None``: none).
+
+    ``unknown_items="error"`` raises :class:`InputError` for an unknown id instead;
+    ``hint`` names the way to drop them in that message. The note says what a list
+    left empty gets (``unknown_users``).
+    """
+    check_choice("unknown_items", unknown_items, UNKNOWN_ITEMS)
+    given = id_array([] if items is None else items)
+    positions = match_ids(given, item_ids) if given.size else np.empty(0, np.int64)
+    known = positions[positions >= 0]
+    row = binary_matrix(np.zeros(known.size, dtype=np.int64), known, (1, len(item_ids)))
+    if known.size == given.size:
+        return row, None
+    text = unknown_items_text(given[positions < 0], given.size)
+    if unknown_items == "error":
+        raise InputError(f"{text}: use {hint} to leave them out")
+    left = none_left_note(unknown_users) if known.size == 0 else ""
+    return row, f"{text} and were dropped{left}"
+
+
+def similar_frame(model: Recommender, item_ids: np.ndarray, item: ArrayLike, k: int = 10) -> pd.DataFrame:
     """``rank, item, score`` of the ``k`` items most similar to the item with id ``item``."""
     if np.ndim(item) != 0:
         raise InputError(f"similar_items takes one item id, got {item!r}")
@@ -179,7 +234,7 @@ class LogAnswers:
         forbidden_items: object = None,
     ) -> pd.DataFrame:
         """``user, item, rank, score, source`` for ``users`` (log ids; default all) from their history."""
-        X, user_ids, _ = history_matrix(self.item_ids, self.inter, users)
+        X, user_ids, _, _ = history_matrix(self.item_ids, self.inter, users, unknown_users)
         filters = id_filters(self.item_ids, user_ids, allowed_items, forbidden_items)
         return recommendations_frame(
             self.model, X, user_ids, self.item_ids, k, exclude_seen, unknown_users, show_progress, filters
@@ -187,21 +242,28 @@ class LogAnswers:
 
     def recommend_from_items(
         self,
-        items: object,
+        items: ArrayLike | None,
         k: int = 10,
         exclude_seen: bool = True,
         unknown_users: UnknownUsers = "popular",
         allowed_items: object = None,
         forbidden_items: object = None,
+        unknown_items: UnknownItems = "drop",
     ) -> pd.DataFrame:
-        """``item, rank, score, source`` for a new user who has ``items`` (item ids)."""
-        X = items_row(self.item_ids, items)
+        """``item, rank, score, source`` for a new user who has ``items`` (item ids).
+
+        Ids the model does not know are dropped with an :class:`UnknownItemsWarning`
+        (``unknown_items="error"``: refused); a list left empty gets the popular items.
+        """
+        X, note = new_user_row(self.item_ids, items, unknown_items, unknown_users)
+        if note is not None:
+            warnings.warn(note, UnknownItemsWarning, stacklevel=3)  # the caller of Interactions' method
         filters = id_filters(self.item_ids, None, allowed_items, forbidden_items)
         frame = recommendations_frame(
             self.model, X, np.array([None]), self.item_ids, k, exclude_seen, unknown_users, filters=filters
         )
         return frame.drop(columns="user")
 
-    def similar_items(self, item: object, k: int = 10) -> pd.DataFrame:
+    def similar_items(self, item: ArrayLike, k: int = 10) -> pd.DataFrame:
         """``rank, item, score`` of the ``k`` items most similar to item id ``item``."""
         return similar_frame(self.model, self.item_ids, item, k)

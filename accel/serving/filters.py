@@ -15,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from accel.errors import InputError
-from accel.validation import as_binary_csr, check_item_indices
+from accel.validation import MatrixLike, as_binary_csr, check_item_indices
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,9 @@ class CandidateFilters:
     allowed: sp.csr_matrix | None = None
 
     @classmethod
-    def resolve(cls, allowed: object, forbidden: object, n_rows: int, n_items: int) -> CandidateFilters:
+    def resolve(
+        cls, allowed: MatrixLike | None, forbidden: MatrixLike | None, n_rows: int, n_items: int
+    ) -> CandidateFilters:
         """Check the user's ``allowed_items`` / ``forbidden_items`` and turn them into masks."""
         columns = None
         per_user: dict[str, sp.csr_matrix | None] = {"allowed": None, "forbidden": None}
@@ -47,7 +49,7 @@ class CandidateFilters:
                 matrix.sort_indices()
                 per_user[name] = matrix
                 continue
-            items = check_item_indices(value, n_items)
+            items = check_item_indices(np.asarray(value), n_items)
             mask = np.zeros(n_items, dtype=bool)
             mask[items] = True
             if name == "forbidden":

@@ -17,6 +17,16 @@ if TYPE_CHECKING:
 #: What ``recommend`` does for a row with no items the model knows (a cold-start user).
 UnknownUsers = Literal["popular", "skip", "error"]
 UNKNOWN_USERS: tuple[str, ...] = get_args(UnknownUsers)
+#: What ``recommend_from_items`` does with items of a new user's list that the model does not know:
+#: leave them out (a list left empty gets the popular fallback) or refuse the list.
+UnknownItems = Literal["drop", "error"]
+UNKNOWN_ITEMS: tuple[str, ...] = get_args(UnknownItems)
+
+
+def none_left_note(unknown_users: UnknownUsers) -> str:
+    """The end of a note on a new user's list whose items were all dropped: what they get instead."""
+    gets = {"popular": "the most popular items", "skip": "no recommendations"}.get(unknown_users)
+    return f"; none are left, so the user gets {gets}" if gets else "; none are left"
 
 
 def popularity_ranking(counts: np.ndarray) -> np.ndarray:

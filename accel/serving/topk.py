@@ -7,6 +7,7 @@ imports a model.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from typing import Any, ClassVar, Literal, Protocol
 
@@ -15,9 +16,16 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from accel.backends import Backend
-from accel.errors import InputError
+from accel.errors import InputError, UnknownItemsWarning
 from accel.serving.filters import CandidateFilters
-from accel.serving.popular_fallback import UNKNOWN_USERS, UnknownUsers, fill_rows_without_items
+from accel.serving.popular_fallback import (
+    UNKNOWN_ITEMS,
+    UNKNOWN_USERS,
+    UnknownItems,
+    UnknownUsers,
+    fill_rows_without_items,
+    none_left_note,
+)
 from accel.validation import (
     as_binary_csr,
     binary_matrix,
@@ -25,6 +33,7 @@ from accel.validation import (
     check_item_indices,
     check_k,
     check_positive_int,
+    item_index_array,
 )
 
 #: Rows per batch of models scored by a sparse product (no dense row, so batches can be large).
@@ -126,6 +135,34 @@ def recommend_rows(
     return ids, scores
 
 
+def known_item_indices(
+    items: Iterable[int] | int,
+    n_items: int,
+    unknown_items: UnknownItems,
+    unknown_users: UnknownUsers = "popular",
+) -> np.ndarray:
+    """The indices of ``items`` in ``[0, n_items)``; the others are dropped with a warning, or refused.
+
+    ``unknown_items="error"`` raises :class:`InputError` naming the first index out
+    of range; ``"drop"`` warns (:class:`~accel.errors.UnknownItemsWarning`) with the count.
+    """
+    check_choice("unknown_items", unknown_items, UNKNOWN_ITEMS)
+    array = item_index_array(items)
+    outside = (array < 0) | (array >= n_items)
+    if not outside.any():
+        return array
+    if unknown_items == "error":
+        return check_item_indices(array, n_items)  # raises, naming the first
+    left = none_left_note(unknown_users) if outside.all() else ""
+    warnings.warn(
+        f"dropped {int(outside.sum()):,} of {array.size:,} item indices outside the model's "
+        f"{n_items:,} items (e.g. {int(array[outside][0])}){left}",
+        UnknownItemsWarning,
+        stacklevel=4,  # the caller of Recommender.recommend_from_items
+    )
+    return array[~outside]
+
+
 def recommend_from_items(
     model: Scorer,
     items: Iterable[int] | int,
@@ -134,11 +171,15 @@ def recommend_from_items(
     unknown_users: UnknownUsers = "popular",
     allowed_items: object = None,
     forbidden_items: object = None,
+    unknown_items: UnknownItems = "drop",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Top-``k`` ``(ids, scores)`` for one new user who interacted with ``items`` (indices)."""
-    items = check_item_indices(items, model.n_items_)
+    """Top-``k`` ``(ids, scores)`` for one new user who interacted with ``items`` (indices).
+
+    Indices outside the model's items are handled as :func:`known_item_indices` says.
+    """
     k = check_k(k, model.n_items_)
     check_choice("unknown_users", unknown_users, UNKNOWN_USERS)
+    items = known_item_indices(items, model.n_items_, unknown_items, unknown_users)
     filters = CandidateFilters.resolve(allowed_items, forbidden_items, 1, model.n_items_)
     row = binary_matrix(np.zeros(items.size, dtype=np.int64), items, (1, model.n_items_), model.dtype_)
     if items.size:

@@ -99,7 +99,7 @@ class CupyBackend(Backend):
         if math_mode == self.math_mode:
             return self
         other = copy.copy(self)
-        other.math_mode = math_mode  # type: ignore[assignment]
+        other.math_mode = math_mode
         other.pool_peaks, other.gram_stats = {}, {}
         return other
 

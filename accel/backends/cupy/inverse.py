@@ -44,7 +44,10 @@ class CupyExecutor:
         self, xp: Any, dtype: np.dtype, xpotrf: Xpotrf | None, cublas: Any = None, cusolver: Any = None
     ) -> None:
         if cublas is None or cusolver is None:
-            from cupy_backends.cuda.libs import cublas, cusolver
+            from cupy_backends.cuda.libs import cublas as cupy_cublas
+            from cupy_backends.cuda.libs import cusolver as cupy_cusolver
+
+            cublas, cusolver = cupy_cublas, cupy_cusolver
 
         self.xp = xp
         self.dtype = np.dtype(dtype)

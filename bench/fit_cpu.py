@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +97,8 @@ def worker_accel(data: str, threads: int) -> dict[str, Any]:
         real_done(self, name)
         marks.append((name, 0, 0, time.perf_counter()))
 
-    ease._FitSteps.block, ease._FitSteps.done = block, step
+    setattr(ease._FitSteps, "block", block)  # noqa: B010 - the hooks are patched for this process only
+    setattr(ease._FitSteps, "done", step)  # noqa: B010
     before = _peak_rss()
     start = time.perf_counter()
     model = EASE(l2=L2, backend="numpy", n_threads=threads).fit(X, show_progress=False)
@@ -201,7 +203,12 @@ def worker_irspack(data: str, threads: int) -> dict[str, Any]:
     return {**result, "version": metadata.version("irspack")}
 
 
-WORKERS = {"accel": worker_accel, "inverse": worker_inverse, "seed": worker_seed, "irspack": worker_irspack}
+WORKERS: dict[str, Callable[..., dict[str, Any]]] = {
+    "accel": worker_accel,
+    "inverse": worker_inverse,
+    "seed": worker_seed,
+    "irspack": worker_irspack,
+}
 
 
 # ---- driver ---------------------------------------------------------------------------------------

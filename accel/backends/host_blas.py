@@ -61,7 +61,7 @@ class _Args:
     def char(self, flag: str) -> int:
         return self._ref(ctypes.c_char(flag.encode()))
 
-    def int(self, value: int) -> int:
+    def integer(self, value: int) -> int:
         return self._ref(ctypes.c_int(value))
 
     def scalar(self, value: float) -> int:
@@ -96,7 +96,11 @@ class HostBlasExecutor(NumpyExecutor):
         args, info = _Args(_SCALAR[self.dtype]), ctypes.c_int(0)
         with blas_threads(1):
             self._fn["potrf"](
-                args.char("L"), args.int(n), self._ptr(a, n, n), args.int(a.ld), ctypes.addressof(info)
+                args.char("L"),
+                args.integer(n),
+                self._ptr(a, n, n),
+                args.integer(a.ld),
+                ctypes.addressof(info),
             )
         return int(info.value)
 
@@ -110,13 +114,13 @@ class HostBlasExecutor(NumpyExecutor):
             args.char(uplo),
             args.char(trans),
             args.char("N"),
-            args.int(m),
-            args.int(n),
+            args.integer(m),
+            args.integer(n),
             args.scalar(alpha),
             self._ptr(a, k, k),
-            args.int(a.ld),
+            args.integer(a.ld),
             self._ptr(b, m, n),
-            args.int(b.ld),
+            args.integer(b.ld),
         )
 
     def gemm(
@@ -136,17 +140,17 @@ class HostBlasExecutor(NumpyExecutor):
         self._fn["gemm"](
             args.char(transa),
             args.char(transb),
-            args.int(m),
-            args.int(n),
-            args.int(k),
+            args.integer(m),
+            args.integer(n),
+            args.integer(k),
             args.scalar(alpha),
             self._ptr(a, *((m, k) if transa == "N" else (k, m))),
-            args.int(a.ld),
+            args.integer(a.ld),
             self._ptr(b, *((k, n) if transb == "N" else (n, k))),
-            args.int(b.ld),
+            args.integer(b.ld),
             args.scalar(beta),
             self._ptr(c, m, n),
-            args.int(c.ld),
+            args.integer(c.ld),
         )
 
     def syrk(
@@ -156,12 +160,12 @@ class HostBlasExecutor(NumpyExecutor):
         self._fn["syrk"](
             args.char(uplo),
             args.char(trans),
-            args.int(n),
-            args.int(k),
+            args.integer(n),
+            args.integer(k),
             args.scalar(alpha),
             self._ptr(a, *((n, k) if trans == "N" else (k, n))),
-            args.int(a.ld),
+            args.integer(a.ld),
             args.scalar(beta),
             self._ptr(c, n, n),
-            args.int(c.ld),
+            args.integer(c.ld),
         )

@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections.abc import Callable
 from typing import Any
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 
@@ -89,31 +91,35 @@ def _solve_kernel(
     for c in range(columns.size):
         j = columns[c]
         size = min(m, nbr_stored[j])
+        root = np.empty(size, dtype=np.float64)  # sqrt(G[a, a]) of each neighbour a
+        low = np.empty(size, dtype=np.float64)  # its floor
+        shift = np.empty(size, dtype=np.float64)  # its diagonal: G[a, a] + λ + the bounds
         for x in range(size):
             pos[nbr_items[j, x]] = x
         for x in range(size):
             for y in range(size):
                 A[x, y] = 0.0
-        for x in range(size):
+        for x in range(size):  # no branch: an item outside S lands in the spare column m
             a = nbr_items[j, x]
             for s in range(nbr_stored[a]):
-                y = pos[nbr_items[a, s]]
-                if y >= 0:
-                    A[x, y] = nbr_counts[a, s]
+                A[x, pos[nbr_items[a, s]]] = nbr_counts[a, s]
         for x in range(size):
             a = nbr_items[j, x]
-            shift = 0.0
-            for y in range(size):
-                if y != x:
-                    v = max(A[x, y], A[y, x])
-                    if v == 0.0:  # kept by neither: bounded through both items' floors
-                        b = nbr_items[j, y]
-                        bound = min(floor[b] * np.sqrt(popularity[a]), floor[a] * np.sqrt(popularity[b]))
-                        shift += min(bound, popularity[a], popularity[b])
-                    A[x, y] = v
-            A[x, x] = popularity[a] + l2 + shift
+            root[x] = np.sqrt(popularity[a])
+            low[x] = floor[a]
+            shift[x] = popularity[a] + l2
         for x in range(size):
-            pos[nbr_items[j, x]] = -1
+            for y in range(x + 1, size):
+                v = max(A[x, y], A[y, x])
+                if v == 0.0:  # kept by neither: bounded through both items' floors
+                    bound = min(low[y] * root[x], low[x] * root[y], root[x] * root[x], root[y] * root[y])
+                    shift[x] += bound
+                    shift[y] += bound
+                A[x, y] = v
+                A[y, x] = v
+            A[x, x] = shift[x]
+        for x in range(size):
+            pos[nbr_items[j, x]] = m
         # Cholesky A = L·Lᵀ in the lower triangle, then L·Lᵀ·β = G[S, j].
         for x in range(size):
             d = A[x, x]
@@ -143,8 +149,17 @@ def _solve_kernel(
         out_sizes[c] = size
 
 
+def _compile_fast(fn: Callable) -> Callable:
+    """As :func:`~accel.backends.fused_topk._compile`, with fastmath: the Cholesky's dot products
+    vectorise (about 10× faster at m = 100; the order of their sums is left to the compiler)."""
+    try:
+        return numba.njit(nogil=True, boundscheck=False, fastmath=True, cache=True)(fn)
+    except RuntimeError:  # no writable cache location: compile once per process
+        return numba.njit(nogil=True, boundscheck=False, fastmath=True)(fn)
+
+
 _strongest = _compile(_strongest_kernel)
-_solve = _compile(_solve_kernel)
+_solve = _compile_fast(_solve_kernel)
 
 
 def _balanced_tasks(cost: np.ndarray, n_tasks: int) -> list[slice]:
@@ -226,8 +241,8 @@ def restricted_solves(
 
     def task(part: slice) -> None:
         if not hasattr(scratch, "pos"):
-            scratch.pos = np.full(n_items, -1, dtype=np.int64)
-            scratch.A = np.empty((m, m), dtype=np.float64)
+            scratch.pos = np.full(n_items, m, dtype=np.int32)  # each item's place in S, m if none
+            scratch.A = np.empty((m, m + 1), dtype=np.float64)
         columns = np.arange(part.start, part.stop, dtype=np.int64)
         _solve(
             columns, items, counts, stored, floor, pop, m, float(l2), scratch.pos, scratch.A,

@@ -29,7 +29,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numba
 import numpy as np
@@ -45,10 +45,11 @@ _TASKS_PER_THREAD = 16
 def _strongest_kernel(
     c_indptr: Any, c_users: Any, r_indptr: Any, r_items: Any, columns: Any, keep: int,
     acc: Any, touched: Any, out_items: Any, out_counts: Any, out_stored: Any, out_floor: Any,
+    out_norm: Any,
 ) -> None:  # fmt: skip
     """For each ``columns[c]``: the ``keep`` items of largest ``G[i, j] / sqrt(G[i, i])`` (self
     excluded), by that score descending then item ascending; ``out_floor`` the largest score
-    of an item not kept (0 when all were kept)."""
+    of an item not kept (0 when all were kept); ``out_norm`` the column's norm ``‖G[:, j]‖₂``."""
     for c in range(columns.size):
         j = columns[c]
         n_touched = 0
@@ -68,9 +69,13 @@ def _strongest_kernel(
                 total += 1
         cand = np.sort(touched[:total])  # item order, so equal scores go to the lower item
         score = np.empty(total, dtype=np.float64)
+        diagonal = np.float64(c_indptr[j + 1] - c_indptr[j])
+        squares = diagonal * diagonal
         for t in range(total):
             i = cand[t]
             score[t] = acc[i] / np.sqrt(np.float64(c_indptr[i + 1] - c_indptr[i]))
+            squares += np.float64(acc[i]) * acc[i]
+        out_norm[c] = np.sqrt(squares)
         order = np.argsort(-score, kind="mergesort")
         stored = min(keep, total)
         for s in range(stored):
@@ -85,9 +90,11 @@ def _strongest_kernel(
 
 def _solve_kernel(
     columns: Any, nbr_items: Any, nbr_counts: Any, nbr_stored: Any, floor: Any, popularity: Any,
-    m: int, l2: float, pos: Any, A: Any, out_rows: Any, out_values: Any, out_sizes: Any,
+    penalty: Any, scale: Any, m: int, l2: float, pos: Any, A: Any,
+    out_rows: Any, out_values: Any, out_sizes: Any,
 ) -> None:  # fmt: skip
-    """For each ``columns[c]``: the restricted EASE solve on its ``m`` strongest neighbours."""
+    """For each ``columns[c]``: the restricted EASE solve on its ``m`` strongest neighbours, item
+    ``a`` penalised by ``l2 · penalty[a]`` and its weight multiplied by ``scale[a] / scale[j]``."""
     for c in range(columns.size):
         j = columns[c]
         size = min(m, nbr_stored[j])
@@ -107,7 +114,7 @@ def _solve_kernel(
             a = nbr_items[j, x]
             root[x] = np.sqrt(popularity[a])
             low[x] = floor[a]
-            shift[x] = popularity[a] + l2
+            shift[x] = popularity[a] + l2 * penalty[a]
         for x in range(size):
             for y in range(x + 1, size):
                 v = max(A[x, y], A[y, x])
@@ -145,7 +152,7 @@ def _solve_kernel(
             beta[x] = v / A[x, x]
         for x in range(size):
             out_rows[c, x] = nbr_items[j, x]
-            out_values[c, x] = beta[x]
+            out_values[c, x] = beta[x] * (scale[nbr_items[j, x]] / scale[j])
         out_sizes[c] = size
 
 
@@ -172,14 +179,42 @@ def _balanced_tasks(cost: np.ndarray, n_tasks: int) -> list[slice]:
     return [slice(int(a), int(b)) for a, b in itertools.pairwise(bounds) if b > a]
 
 
-def strongest_cooccurring(
-    X: sp.csr_matrix, keep: int, n_threads: int | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+class TruncatedGram(NamedTuple):
+    """Each item's strongest co-occurrences in ``XᵀX``, from :func:`strongest_cooccurring`."""
+
+    items: np.ndarray
+    counts: np.ndarray
+    stored: np.ndarray
+    floor: np.ndarray
+    norm: np.ndarray
+
+
+def _over_columns(
+    cost: np.ndarray,
+    n_threads: int | None,
+    scratch: Callable[[], Any],
+    call: Callable[[np.ndarray, slice, Any], None],
+) -> None:
+    """``call(columns, part, buffers)`` over column ranges of near-equal ``cost`` on the host's
+    threads, each thread with its own ``buffers = scratch()``."""
+    threads = n_threads or host_threads()
+    local = threading.local()
+
+    def task(part: slice) -> None:
+        if not hasattr(local, "buffers"):
+            local.buffers = scratch()
+        call(np.arange(part.start, part.stop, dtype=np.int64), part, local.buffers)
+
+    run_parallel(task, _balanced_tasks(cost, threads * _TASKS_PER_THREAD), threads)
+
+
+def strongest_cooccurring(X: sp.csr_matrix, keep: int, n_threads: int | None = None) -> TruncatedGram:
     """Each item's ``keep`` most co-occurring items in binary CSR ``X`` (users × items).
 
-    Returns ``(items, counts, stored, floor)``: ``items[j, :stored[j]]`` (int32) and
+    Returns ``(items, counts, stored, floor, norm)``: ``items[j, :stored[j]]`` (int32) and
     ``counts`` (int32, ``G[items, j]``) by ``G[i, j] / sqrt(G[i, i])`` descending, then item
-    ascending; ``floor[j]`` is the largest such score of an item not kept (0 when all were kept).
+    ascending; ``floor[j]`` is the largest such score of an item not kept (0 when all were kept);
+    ``norm[j]`` is ``‖G[:, j]‖₂``, diagonal included.
     """
     n_users, n_items = X.shape
     if X.indptr.size != n_users + 1 or X.indices.size != X.indptr[-1] or keep < 1:
@@ -195,38 +230,40 @@ def strongest_cooccurring(
     counts = np.zeros((n_items, keep), dtype=np.int32)
     stored = np.zeros(n_items, dtype=np.int64)
     floor = np.zeros(n_items, dtype=np.float64)
-    threads = n_threads or host_threads()
-    scratch = threading.local()
+    norm = np.zeros(n_items, dtype=np.float64)
 
-    def task(part: slice) -> None:
-        if not hasattr(scratch, "acc"):
-            scratch.acc = np.zeros(n_items, dtype=np.int32)
-            scratch.touched = np.empty(n_items, dtype=np.int32)
-        columns = np.arange(part.start, part.stop, dtype=np.int64)
+    def scratch() -> tuple[np.ndarray, np.ndarray]:
+        return np.zeros(n_items, dtype=np.int32), np.empty(n_items, dtype=np.int32)
+
+    def call(columns: np.ndarray, part: slice, buffers: tuple[np.ndarray, np.ndarray]) -> None:
         _strongest(
-            c_indptr, c_users, r_indptr, r_items, columns, keep, scratch.acc, scratch.touched,
-            items[part], counts[part], stored[part], floor[part],
+            c_indptr, c_users, r_indptr, r_items, columns, keep, *buffers,
+            items[part], counts[part], stored[part], floor[part], norm[part],
         )  # fmt: skip
 
-    run_parallel(task, _balanced_tasks(cost, threads * _TASKS_PER_THREAD), threads)
-    return items, counts, stored, floor
+    _over_columns(cost, n_threads, scratch, call)
+    return TruncatedGram(items, counts, stored, floor, norm)
 
 
 def restricted_solves(
-    items: np.ndarray,
-    counts: np.ndarray,
-    stored: np.ndarray,
-    floor: np.ndarray,
+    gram: TruncatedGram,
     popularity: np.ndarray,
     m: int,
     l2: float,
     dtype: np.dtype,
+    column_scaling: bool = False,
     n_threads: int | None = None,
 ) -> sp.csc_matrix:
     """The sparse EASE weights (items × items CSC, column ``j`` = the weights leading to item ``j``)
-    from the truncated Gram of :func:`strongest_cooccurring`, ``m`` weights per column at most."""
+    from the truncated Gram of :func:`strongest_cooccurring`, ``m`` weights per column at most.
+
+    ``column_scaling`` solves EASE on ``X`` with column ``a`` divided by ``d_a = ‖G[:, a]‖₂^½``
+    (SANSA's scaling before its factorisation), on the unscaled ``X``'s scores: that is item
+    ``a`` penalised by ``λ · d_a²`` and each weight multiplied by ``d_a / d_j``.
+    """
+    items, counts, stored, floor, norm = gram
     n_items, keep = items.shape
-    if counts.shape != items.shape or stored.shape != (n_items,) or floor.shape != (n_items,):
+    if any(a.shape != (n_items,) for a in (stored, floor, norm)) or counts.shape != items.shape:
         raise ValueError(f"the truncated Gram's arrays disagree in shape: {items.shape}, {counts.shape}")
     if popularity.shape != (n_items,) or not 1 <= m <= keep:
         raise ValueError(f"restricted_solves needs {n_items} popularities and 1 <= m <= {keep}, got m={m}")
@@ -236,21 +273,20 @@ def restricted_solves(
     values = np.zeros((n_items, m), dtype=dtype)
     sizes = np.zeros(n_items, dtype=np.int64)
     pop = np.asarray(popularity, dtype=np.float64)
-    threads = n_threads or host_threads()
-    scratch = threading.local()
+    penalty = np.where(norm > 0, norm, 1.0) if column_scaling else np.ones(n_items)
+    scale = np.sqrt(penalty)
 
-    def task(part: slice) -> None:
-        if not hasattr(scratch, "pos"):
-            scratch.pos = np.full(n_items, m, dtype=np.int32)  # each item's place in S, m if none
-            scratch.A = np.empty((m, m + 1), dtype=np.float64)
-        columns = np.arange(part.start, part.stop, dtype=np.int64)
+    def scratch() -> tuple[np.ndarray, np.ndarray]:
+        # Each item's place in S (m if none: the gather then writes to a spare column m).
+        return np.full(n_items, m, dtype=np.int32), np.empty((m, m + 1), dtype=np.float64)
+
+    def call(columns: np.ndarray, part: slice, buffers: tuple[np.ndarray, np.ndarray]) -> None:
         _solve(
-            columns, items, counts, stored, floor, pop, m, float(l2), scratch.pos, scratch.A,
+            columns, items, counts, stored, floor, pop, penalty, scale, m, float(l2), *buffers,
             rows[part], values[part], sizes[part],
         )  # fmt: skip
 
-    cost = np.minimum(stored, m).astype(np.float64) ** 3 + 1.0
-    run_parallel(task, _balanced_tasks(cost, threads * _TASKS_PER_THREAD), threads)
+    _over_columns(np.minimum(stored, m).astype(np.float64) ** 3 + 1.0, n_threads, scratch, call)
     indptr = np.concatenate(([0], np.cumsum(sizes)))
     kept = np.arange(m)[None, :] < sizes[:, None]
     return sp.csc_matrix((values[kept], rows[kept], indptr), shape=(n_items, n_items))

@@ -45,11 +45,10 @@ _TASKS_PER_THREAD = 16
 def _strongest_kernel(
     c_indptr: Any, c_users: Any, r_indptr: Any, r_items: Any, columns: Any, keep: int,
     acc: Any, touched: Any, out_items: Any, out_counts: Any, out_stored: Any, out_floor: Any,
-    out_norm: Any,
 ) -> None:  # fmt: skip
     """For each ``columns[c]``: the ``keep`` items of largest ``G[i, j] / sqrt(G[i, i])`` (self
     excluded), by that score descending then item ascending; ``out_floor`` the largest score
-    of an item not kept (0 when all were kept); ``out_norm`` the column's norm ``‖G[:, j]‖₂``."""
+    of an item not kept (0 when all were kept)."""
     for c in range(columns.size):
         j = columns[c]
         n_touched = 0
@@ -69,13 +68,9 @@ def _strongest_kernel(
                 total += 1
         cand = np.sort(touched[:total])  # item order, so equal scores go to the lower item
         score = np.empty(total, dtype=np.float64)
-        diagonal = np.float64(c_indptr[j + 1] - c_indptr[j])
-        squares = diagonal * diagonal
         for t in range(total):
             i = cand[t]
             score[t] = acc[i] / np.sqrt(np.float64(c_indptr[i + 1] - c_indptr[i]))
-            squares += np.float64(acc[i]) * acc[i]
-        out_norm[c] = np.sqrt(squares)
         order = np.argsort(-score, kind="mergesort")
         stored = min(keep, total)
         for s in range(stored):
@@ -90,11 +85,9 @@ def _strongest_kernel(
 
 def _solve_kernel(
     columns: Any, nbr_items: Any, nbr_counts: Any, nbr_stored: Any, floor: Any, popularity: Any,
-    penalty: Any, scale: Any, m: int, l2: float, pos: Any, A: Any,
-    out_rows: Any, out_values: Any, out_sizes: Any,
+    m: int, l2: float, pos: Any, A: Any, out_rows: Any, out_values: Any, out_sizes: Any,
 ) -> None:  # fmt: skip
-    """For each ``columns[c]``: the restricted EASE solve on its ``m`` strongest neighbours, item
-    ``a`` penalised by ``l2 · penalty[a]`` and its weight multiplied by ``scale[a] / scale[j]``."""
+    """For each ``columns[c]``: the restricted EASE solve on its ``m`` strongest neighbours."""
     for c in range(columns.size):
         j = columns[c]
         size = min(m, nbr_stored[j])
@@ -114,7 +107,7 @@ def _solve_kernel(
             a = nbr_items[j, x]
             root[x] = np.sqrt(popularity[a])
             low[x] = floor[a]
-            shift[x] = popularity[a] + l2 * penalty[a]
+            shift[x] = popularity[a] + l2
         for x in range(size):
             for y in range(x + 1, size):
                 v = max(A[x, y], A[y, x])
@@ -152,7 +145,7 @@ def _solve_kernel(
             beta[x] = v / A[x, x]
         for x in range(size):
             out_rows[c, x] = nbr_items[j, x]
-            out_values[c, x] = beta[x] * (scale[nbr_items[j, x]] / scale[j])
+            out_values[c, x] = beta[x]
         out_sizes[c] = size
 
 
@@ -186,7 +179,6 @@ class TruncatedGram(NamedTuple):
     counts: np.ndarray
     stored: np.ndarray
     floor: np.ndarray
-    norm: np.ndarray
 
 
 def _over_columns(
@@ -211,10 +203,9 @@ def _over_columns(
 def strongest_cooccurring(X: sp.csr_matrix, keep: int, n_threads: int | None = None) -> TruncatedGram:
     """Each item's ``keep`` most co-occurring items in binary CSR ``X`` (users × items).
 
-    Returns ``(items, counts, stored, floor, norm)``: ``items[j, :stored[j]]`` (int32) and
+    Returns ``(items, counts, stored, floor)``: ``items[j, :stored[j]]`` (int32) and
     ``counts`` (int32, ``G[items, j]``) by ``G[i, j] / sqrt(G[i, i])`` descending, then item
-    ascending; ``floor[j]`` is the largest such score of an item not kept (0 when all were kept);
-    ``norm[j]`` is ``‖G[:, j]‖₂``, diagonal included.
+    ascending; ``floor[j]`` is the largest such score of an item not kept (0 when all were kept).
     """
     n_users, n_items = X.shape
     if X.indptr.size != n_users + 1 or X.indices.size != X.indptr[-1] or keep < 1:
@@ -230,7 +221,6 @@ def strongest_cooccurring(X: sp.csr_matrix, keep: int, n_threads: int | None = N
     counts = np.zeros((n_items, keep), dtype=np.int32)
     stored = np.zeros(n_items, dtype=np.int64)
     floor = np.zeros(n_items, dtype=np.float64)
-    norm = np.zeros(n_items, dtype=np.float64)
 
     def scratch() -> tuple[np.ndarray, np.ndarray]:
         return np.zeros(n_items, dtype=np.int32), np.empty(n_items, dtype=np.int32)
@@ -238,11 +228,11 @@ def strongest_cooccurring(X: sp.csr_matrix, keep: int, n_threads: int | None = N
     def call(columns: np.ndarray, part: slice, buffers: tuple[np.ndarray, np.ndarray]) -> None:
         _strongest(
             c_indptr, c_users, r_indptr, r_items, columns, keep, *buffers,
-            items[part], counts[part], stored[part], floor[part], norm[part],
+            items[part], counts[part], stored[part], floor[part],
         )  # fmt: skip
 
     _over_columns(cost, n_threads, scratch, call)
-    return TruncatedGram(items, counts, stored, floor, norm)
+    return TruncatedGram(items, counts, stored, floor)
 
 
 def restricted_solves(
@@ -251,19 +241,14 @@ def restricted_solves(
     m: int,
     l2: float,
     dtype: np.dtype,
-    column_scaling: bool = False,
     n_threads: int | None = None,
 ) -> sp.csc_matrix:
     """The sparse EASE weights (items × items CSC, column ``j`` = the weights leading to item ``j``)
     from the truncated Gram of :func:`strongest_cooccurring`, ``m`` weights per column at most.
-
-    ``column_scaling`` solves EASE on ``X`` with column ``a`` divided by ``d_a = ‖G[:, a]‖₂^½``
-    (SANSA's scaling before its factorisation), on the unscaled ``X``'s scores: that is item
-    ``a`` penalised by ``λ · d_a²`` and each weight multiplied by ``d_a / d_j``.
     """
-    items, counts, stored, floor, norm = gram
+    items, counts, stored, floor = gram
     n_items, keep = items.shape
-    if any(a.shape != (n_items,) for a in (stored, floor, norm)) or counts.shape != items.shape:
+    if stored.shape != (n_items,) or floor.shape != (n_items,) or counts.shape != items.shape:
         raise ValueError(f"the truncated Gram's arrays disagree in shape: {items.shape}, {counts.shape}")
     if popularity.shape != (n_items,) or not 1 <= m <= keep:
         raise ValueError(f"restricted_solves needs {n_items} popularities and 1 <= m <= {keep}, got m={m}")
@@ -273,8 +258,6 @@ def restricted_solves(
     values = np.zeros((n_items, m), dtype=dtype)
     sizes = np.zeros(n_items, dtype=np.int64)
     pop = np.asarray(popularity, dtype=np.float64)
-    penalty = np.where(norm > 0, norm, 1.0) if column_scaling else np.ones(n_items)
-    scale = np.sqrt(penalty)
 
     def scratch() -> tuple[np.ndarray, np.ndarray]:
         # Each item's place in S (m if none: the gather then writes to a spare column m).
@@ -282,7 +265,7 @@ def restricted_solves(
 
     def call(columns: np.ndarray, part: slice, buffers: tuple[np.ndarray, np.ndarray]) -> None:
         _solve(
-            columns, items, counts, stored, floor, pop, penalty, scale, m, float(l2), *buffers,
+            columns, items, counts, stored, floor, pop, m, float(l2), *buffers,
             rows[part], values[part], sizes[part],
         )  # fmt: skip
 

@@ -64,12 +64,6 @@ class SparseEASE(SparseItemItem):
         the weights per column: co-occurrences between two neighbours of ``j`` that
         neither keeps are replaced by a bound on the diagonal, which keeps each system
         positive definite; 2 already matches the exact sub-Gram closely.
-    column_scaling:
-        Off by default. ``True`` fits EASE on ``X`` with each column ``a`` divided by
-        ``‖G[:, a]‖₂^½``, as SANSA scales ``X`` before its factorisation, and scores the
-        unscaled ``X``: item ``a`` is penalised by ``λ·‖G[:, a]‖₂`` and weight ``a → j`` is
-        multiplied by ``(‖G[:, a]‖₂ / ‖G[:, j]‖₂)^½``, which favours less popular items
-        (λ then lives on another scale: tens to thousands).
     backend, dtype:
         Where ``similar_items`` runs (the fit and serving run on the host's cores) and
         the weights' precision (the solves are float64).
@@ -87,7 +81,6 @@ class SparseEASE(SparseItemItem):
         l2: float = DEFAULT_L2,
         density: float = DEFAULT_DENSITY,
         gram_factor: float = DEFAULT_GRAM_FACTOR,
-        column_scaling: bool = False,
         backend: str | Backend = "auto",
         dtype: DType = "float32",
     ) -> None:
@@ -95,7 +88,6 @@ class SparseEASE(SparseItemItem):
         self.l2 = l2
         self.density = density
         self.gram_factor = gram_factor
-        self.column_scaling = column_scaling
 
     def _check_params(self) -> None:
         if check_nonnegative("l2", self.l2) == 0:
@@ -107,8 +99,6 @@ class SparseEASE(SparseItemItem):
             or not 1 <= self.gram_factor < math.inf
         ):
             raise InputError(f"gram_factor must be a finite number >= 1, got {self.gram_factor!r}")
-        if not isinstance(self.column_scaling, (bool, np.bool_)):
-            raise InputError(f"column_scaling must be True or False, got {self.column_scaling!r}")
 
     @staticmethod
     def memory_required(
@@ -131,7 +121,7 @@ class SparseEASE(SparseItemItem):
         m = weights_per_item(n_items, check_density(density))
         keep = gram_entries_per_item(n_items, m, gram_factor)
         nnz = int(n_interactions)
-        gram = n_items * keep * 8 + n_items * 40
+        gram = n_items * keep * 8 + n_items * 24
         weights = 2 * n_items * m * (4 + itemsize) + n_items * 16
         inputs = nnz * (1 + 4 + 4 + 4) + 4 * (n_items + 1) * 8
         threads = n_threads or host_threads()
@@ -159,9 +149,7 @@ class SparseEASE(SparseItemItem):
         with _FitSteps(self.backend_, 2, show_progress) as steps:
             gram = strongest_cooccurring(X, keep)
             steps.done("gram")
-            W = restricted_solves(
-                gram, self.popularity_, m, float(self.l2), self.dtype_, bool(self.column_scaling)
-            )
+            W = restricted_solves(gram, self.popularity_, m, float(self.l2), self.dtype_)
             del gram
             self._set_weights(W.tocsr())
             steps.done("solves")

@@ -56,7 +56,8 @@ DENSITIES = {"ml-100k": (0.02, 0.06, 0.12), "synthetic-100k-10k": (0.002, 0.005,
 SCALE_ITEMS = (10_000, 50_000, 1_000_000, 200_000)
 SCALE_WEIGHTS = 100  # weights per item at every scale
 EASE_LARGEST = 10_000  # exact EASE is fitted up to this size; beyond, it is refused or projected (n³)
-SCORED_USERS_1M = 100_000
+#: Users ranked (and scored) from 200k items up: a random sample of the test users.
+SCORED_USERS_LARGE = {200_000: 50_000, 1_000_000: 100_000}
 SANSA_LARGEST = 200_000
 SANSA_NOT_RUN = (
     "its ICF factorises the whole sparse XᵀX: not attempted past 200k items on a shared 24 GiB machine"
@@ -490,10 +491,16 @@ def main() -> None:
     machine = machine_info()
     previous = args.out / "runs.json"
     ran = {"densities", "scale"} if args.only is None else {args.only}
+    # Rows of the datasets run now replace earlier ones; other datasets' rows are kept.
+    running = (set(args.datasets) if "densities" in ran else set()) | (
+        {f"scale-{n}" for n in args.sizes} if "scale" in ran else set()
+    )
     earlier = json.loads(previous.read_text()) if previous.exists() else {"runs": []}
-    kept = [r for r in earlier["runs"] if r["experiment"] not in ran]
-    commands = [c for c in earlier.get("commands", []) if c["experiments"] != sorted(ran)]
-    commands.append({"experiments": sorted(ran), "command": "python " + " ".join(sys.argv)})
+    kept = [r for r in earlier["runs"] if r["dataset"] not in running]
+    commands = [
+        c for c in earlier.get("commands", []) if not c.get("datasets") or set(c["datasets"]) - running
+    ]
+    commands.append({"datasets": sorted(running), "command": "python " + " ".join(sys.argv)})
     rows: list[dict] = []
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
@@ -520,7 +527,7 @@ def main() -> None:
         if args.only in (None, "scale"):
             state: dict[str, Any] = {}
             for n in args.sizes:
-                scored = SCORED_USERS_1M if n >= 1_000_000 else None
+                scored = SCORED_USERS_LARGE.get(n)
                 X = load_dataset(f"scale-{n}", args.shared)
                 exp = Experiment(f"scale-{n}", X, Path(tmp), scored, validation=n <= SANSA_TUNED_UP_TO)
                 del X

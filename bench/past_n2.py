@@ -470,6 +470,22 @@ def plot(rows: list[dict], path: Path, ram_bytes: int) -> None:
     plt.close(fig)
 
 
+def write_outputs(folder: Path, payload: dict[str, Any]) -> None:
+    """runs.json, summary.json and scale.png of ``payload`` (its machine, commands and runs)."""
+    write_json(folder / "runs.json", payload)
+    write_json(folder / "summary.json", summary(payload["runs"]))
+    plot(payload["runs"], folder / "scale.png", payload["machine"].get("ram_bytes", 0))
+
+
+def merge_folders(source: Path, into: Path) -> None:
+    """Rows of ``source``'s datasets replace those of ``into``; both runs' commands are kept."""
+    new, old = (json.loads((folder / "runs.json").read_text()) for folder in (source, into))
+    datasets = {r["dataset"] for r in new["runs"]}
+    runs = [r for r in old["runs"] if r["dataset"] not in datasets] + new["runs"]
+    commands = old.get("commands", []) + [{**c, "merged_from": str(source)} for c in new.get("commands", [])]
+    write_outputs(into, {**old, "commands": commands, "runs": runs})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -482,6 +498,9 @@ def main() -> None:
     work.add_argument("--l2", type=float, nargs="*")
     work.add_argument("--k", type=int, default=K)
     work.add_argument("--out", required=True)
+    merge = sub.add_parser("merge", help="merge the runs of another results folder into --into")
+    merge.add_argument("folder", type=Path, help="a results folder written by an earlier run")
+    merge.add_argument("--into", type=Path, default=RESULTS)
     parser.add_argument("--only", choices=("densities", "scale"), help="run one experiment only")
     parser.add_argument("--datasets", nargs="+", default=list(DENSITIES), choices=tuple(DENSITIES))
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SCALE_ITEMS), help="scale sizes (items)")
@@ -490,6 +509,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.command == "worker":
         worker(args)
+        return
+    if args.command == "merge":
+        merge_folders(args.folder, args.into)
         return
     args.out.mkdir(parents=True, exist_ok=True)
     sansa_python, sansa_status = ensure_sansa()

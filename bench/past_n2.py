@@ -67,6 +67,9 @@ SANSA_NOT_RUN = (
 L2_GRID = (100.0, 200.0, 500.0, 1000.0, 2000.0)
 SANSA_ICF_L2_GRID = (10.0, 50.0, 200.0, 1000.0)
 SANSA_CHOLMOD_L2_GRID = (200.0, 500.0, 1000.0, 2000.0)
+#: SANSA's CHOLMOD (exact Cholesky, then sparsified) is tried up to this many items, as its README
+#: advises it for small dense Grams; on the 10k-item log one fit took 230-420 s against 3-6 s for ICF.
+CHOLMOD_MAX_ITEMS = 5_000
 #: SparseEASE's λ at a size that is not tuned: the best on validation at 10k items (runs.json).
 SCALE_L2 = 200.0
 SCALE_L2_GRID = (50.0, 100.0, 200.0, 500.0)
@@ -343,7 +346,8 @@ def densities_experiment(runner: Runner, exp: Experiment, densities: tuple) -> l
             measured(runner.accel(exp.data, "sparse_ease", params, [l2]), exp.test,
                      **exp.info, model="SparseEASE", density=density, tuning=table)
         )  # fmt: skip
-        factorizer, sl2, trials = tune_sansa(runner, exp, density, ("icf", "cholmod"))
+        factorizers = ("icf", "cholmod") if exp.info["train_items"] <= CHOLMOD_MAX_ITEMS else ("icf",)
+        factorizer, sl2, trials = tune_sansa(runner, exp, density, factorizers)
         result = runner.sansa(exp.data, density / 2, factorizer, [sl2]) if factorizer else {"error": trials}
         rows.append(
             measured(result, exp.test, **exp.info, model="SANSA", density=density,

@@ -61,7 +61,8 @@ def small_split():
 
 def test_every_model_gets_every_column(tmp_path) -> None:
     specs = default_specs(dask=False)
-    assert [s.name for s in specs] == ["EASE (numpy)", "TopPopular"] + [f"ItemKNN {s}" for s in SIMILARITIES]
+    expected = ["EASE (numpy)", "TopPopular", "SparseEASE"] + [f"ItemKNN {s}" for s in SIMILARITIES]
+    assert [s.name for s in specs] == expected
     payload = run_benchmark(synthetic(300, 150, seed=3), specs, tmp_path, show_progress=False)
     assert len(payload["results"]) == len(specs)
     for row in payload["results"]:

@@ -69,5 +69,5 @@ def test_a_registered_model_is_offered_everywhere(tiny_model, tmp_path, capsys):
 
 
 def test_the_registry_lists_the_shipped_models():
-    assert set(registered()) == {"ease", "toppop", "itemknn", "userknn"}
+    assert set(registered()) == {"ease", "sparse_ease", "toppop", "itemknn", "userknn"}
     assert "PrunedEASE" in CLASSES  # loadable, made by EASE.prune or `accel fit --prune`

@@ -54,3 +54,40 @@ def test_bad_parameters(kwargs):
     params = {"n_users": 10, "n_items": 10} | kwargs
     with pytest.raises(InputError):
         synthetic_interactions(**params)
+
+
+def test_n_interactions_sets_the_mean_per_user():
+    df = synthetic_interactions(400, 100, n_interactions=4000, seed=1)
+    assert abs(len(df) - 4000) < 300
+    with pytest.raises(InputError, match="at least n_users"):
+        synthetic_interactions(400, 100, n_interactions=100)
+
+
+def test_synthetic_matrix_is_binary_reproducible_and_skewed():
+    from accel.data.synthetic import synthetic_matrix
+
+    X = synthetic_matrix(3000, 800, n_interactions=60_000, seed=4, chunk=7_000)
+    assert X.shape == (3000, 800) and X.dtype == np.float32 and (X.data == 1).all()
+    assert X.has_sorted_indices and (np.diff(X.indptr) >= 1).all()  # every user has an item
+    copy = X.copy()
+    copy.sum_duplicates()
+    assert copy.nnz == X.nnz and 0.5 * 60_000 < X.nnz <= 1.05 * 60_000  # a repeated item counts once
+    Y = synthetic_matrix(3000, 800, n_interactions=60_000, seed=4, chunk=7_000)
+    assert (X != Y).nnz == 0
+    Z = synthetic_matrix(3000, 800, n_interactions=60_000, seed=5, chunk=7_000)
+    assert (X != Z).nnz > 0
+    counts = np.sort(np.bincount(X.indices, minlength=800))[::-1]
+    assert counts[:40].sum() > 0.3 * counts.sum()
+
+
+def test_synthetic_matrix_has_the_log_s_cluster_structure():
+    """Each user's items come mostly from one taste cluster, as in synthetic_interactions."""
+    from accel.data.synthetic import synthetic_matrix
+
+    X = synthetic_matrix(1500, 200, mean_per_user=20, popularity_exponent=0.7, seed=3, chunk=5_000)
+    rows, cols = X.nonzero()
+    frame = pd.DataFrame({"user_id": rows, "item_id": cols, "timestamp": pd.Timestamp("2024-01-01")})
+    split = split_by_fraction(Interactions.from_frame(frame), test_fraction=0.3, seed=0)
+    ease = evaluate_split(EASE(l2=100, backend="numpy"), split, metrics=["precision"])
+    pop = evaluate_split(TopPopular(backend="numpy"), split, metrics=["precision"])
+    assert ease["precision@10"] > 1.5 * pop["precision@10"]

@@ -24,9 +24,9 @@ def test_grid_search_picks_the_best_validation_trial(splits) -> None:
     result = tune(
         splits, similarities=("rp3beta",), search="grid", grid_points=2, backend="numpy", show_progress=False
     )
-    ease, knn = result["results"]
-    assert len(ease["trials"]) == 7 and len(knn["trials"]) == 2**4
-    for row in (ease, knn):
+    ease, knn, sparse = result["results"]
+    assert len(ease["trials"]) == 7 and len(knn["trials"]) == 2**4 and len(sparse["trials"]) == 2**2
+    for row in (ease, knn, sparse):
         best = max(row["trials"], key=lambda t: t["valid"])
         assert row["best_params"] == best["params"] and row["valid"] == best["valid"]
     lambdas = [t["params"]["l2"] for t in ease["trials"]]
@@ -35,7 +35,11 @@ def test_grid_search_picks_the_best_validation_trial(splits) -> None:
         EASE(l2=ease["best_params"]["l2"], backend="numpy"), splits.test, metrics=("ndcg",)
     )
     assert ease["test"] == pytest.approx(refit["ndcg@10"])
-    assert result["best"] == {"EASE": ease["best_params"], "ItemKNN": {"rp3beta": knn["best_params"]}}
+    assert result["best"] == {
+        "EASE": ease["best_params"],
+        "ItemKNN": {"rp3beta": knn["best_params"]},
+        "SparseEASE": sparse["best_params"],
+    }
 
 
 def test_random_search_is_seeded_and_respects_the_space(splits) -> None:

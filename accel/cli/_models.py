@@ -49,6 +49,12 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model", choices=tuple(registered()), default="ease", help="which model (default ease)"
     )
+    parser.add_argument(
+        "--density",
+        type=float,
+        help="--model sparse_ease: the share of each item's weights kept, e.g. 0.05 or 1e-4 "
+        "(100 weights per item on a million items; default 0.05)",
+    )
     knn = parser.add_argument_group("KNN models (--model itemknn or userknn; similaripy's parameters)")
     knn.add_argument(
         "--similarity", choices=SIMILARITIES, help=f"the similarity (default {_DEFAULTS['similarity']})"
@@ -113,4 +119,11 @@ def model_from_args(
             l2 = None
         else:
             raise InputError(f"--l2 applies to --model ease, not {name}")
-    return cls(backend=args.backend, dtype=args.dtype, **({} if l2 is None else {"l2": l2}))
+    density = getattr(args, "density", None)
+    if density is not None and "density" not in params:
+        if name != args.model:
+            density = None
+        else:
+            raise InputError(f"--density applies to --model sparse_ease, not {name}")
+    given = {"l2": l2, "density": density}
+    return cls(backend=args.backend, dtype=args.dtype, **{k: v for k, v in given.items() if v is not None})

@@ -299,7 +299,8 @@ class Experiment:
         self.vtest = (vtest[vusers], vitems)
         self.data = save_matrix(work / f"{name}.npz", train[:, items].tocsr(), users)
         self.vdata = save_matrix(work / f"{name}-valid.npz", vtrain[:, vitems].tocsr(), vusers)
-        self.info = {
+        #: The dataset's name and sizes, copied into every row measured on it.
+        self.info: dict[str, Any] = {
             "dataset": name,
             "users": int(X.shape[0]),
             "items": int(X.shape[1]),
@@ -319,7 +320,8 @@ def tune_sansa(
     runner: Runner, exp: Experiment, density: float, factorizers: tuple, icf_grid: tuple = SANSA_ICF_L2_GRID
 ) -> tuple:
     """SANSA's best (factoriser, λ) on the validation split, and every trial's score."""
-    trials, choice = [], (None, None, -1.0)
+    trials: list[dict[str, Any]] = []
+    choice: tuple[str | None, float | None, float] = (None, None, -1.0)
     for factorizer in factorizers:
         grid = icf_grid if factorizer == "icf" else SANSA_CHOLMOD_L2_GRID
         result = runner.sansa(exp.vdata, density / 2, factorizer, list(grid))

@@ -83,3 +83,21 @@ def test_bad_n_threads_is_named(bad: object) -> None:
     X = random_interactions(50, 10, 0.3, seed=6)
     with pytest.raises(accel.InputError, match="n_threads"):
         accel.EASE(backend="numpy", n_threads=bad).fit(X, show_progress=False)
+
+
+def test_the_command_line_sets_n_threads(tmp_path, capsys) -> None:
+    from accel.cli import main
+    from accel.data import synthetic_interactions
+
+    log = tmp_path / "log.csv"
+    synthetic_interactions(200, 50, mean_per_user=8, seed=1).to_csv(log, index=False)
+    assert main(["fit", str(log), "--threads", "1", "--out", str(tmp_path / "ease"), "-q"]) == 0
+    assert accel.load_model(tmp_path / "ease").n_threads == 1
+    capsys.readouterr()
+    for extra, message in ((["--model", "toppop"], "--threads applies to --model ease, not toppop"),
+                           (["--threads", "0"], "n_threads")):  # fmt: skip
+        argv = ["fit", str(log), "--threads", "1", "--out", str(tmp_path / "refused"), *extra]
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+        assert not (tmp_path / "refused").exists()

@@ -39,6 +39,13 @@ _KNN_OPTIONS = {
     "threshold": "threshold",
     **{("s_plus_l2" if name == "l2" else name): name for name in METHOD_PARAMS},
 }
+#: Options that set one parameter of the models that have it (flag dest → model parameter).
+_PARAM_OPTIONS = {"density": "density", "threads": "n_threads"}
+
+
+def _takers(param: str) -> str:
+    """The registered models that take ``param``, by command-line name (``"ease or pruned_ease"``)."""
+    return " or ".join(name for name, cls in registered().items() if param in cls.param_names())
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -54,6 +61,13 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
         type=float,
         help="--model sparse_ease: the share of each item's weights kept, e.g. 0.05 or 1e-4 "
         "(100 weights per item on a million items; default 0.05)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help=f"--model {_takers('n_threads')}: CPU threads of the fit and scoring "
+        "(default: every core this process may use)",
     )
     knn = parser.add_argument_group("KNN models (--model itemknn or userknn; similaripy's parameters)")
     knn.add_argument(
@@ -119,11 +133,11 @@ def model_from_args(
             l2 = None
         else:
             raise InputError(f"--l2 applies to --model ease, not {name}")
-    density = getattr(args, "density", None)
-    if density is not None and "density" not in params:
-        if name != args.model:
-            density = None
-        else:
-            raise InputError(f"--density applies to --model sparse_ease, not {name}")
-    given = {"l2": l2, "density": density}
+    given = {"l2": l2}
+    for dest, param in _PARAM_OPTIONS.items():
+        value = getattr(args, dest, None)
+        if value is None or param in params:
+            given[param] = value
+        elif name == args.model:
+            raise InputError(f"--{dest} applies to --model {_takers(param)}, not {name}")
     return cls(backend=args.backend, dtype=args.dtype, **{k: v for k, v in given.items() if v is not None})

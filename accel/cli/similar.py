@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-import numpy as np
-
 from accel.cli._common import add_meta_arg, load_saved_model, saved_text, with_item_names
+from accel.data.ids import plain_id
 from accel.serving.answers import model_item_ids, similar_frame
 
 
@@ -32,10 +31,7 @@ def run(args: argparse.Namespace) -> int:
     frame = similar_frame(model, model_item_ids(model), args.item, k=args.k)
     frame = with_item_names(frame, args.meta, saved_text(model, "item_col") or "item_id")
     extra = list(frame.columns[3:])
-    rows = [
-        (int(r), i.item() if isinstance(i, np.generic) else i, float(s), *rest)
-        for r, i, s, *rest in frame.itertuples(False)
-    ]
+    rows = [(int(r), plain_id(i), float(s), *rest) for r, i, s, *rest in frame.itertuples(False)]
     if args.json:
         print(
             json.dumps(

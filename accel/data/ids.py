@@ -47,6 +47,11 @@ def id_array(ids: Iterable[object] | object) -> np.ndarray:
     return np.atleast_1d(np.asarray(ids, dtype=object if isinstance(ids, str) else None)).ravel()
 
 
+def plain_id(value: object) -> object:
+    """An id as a plain Python value (a NumPy scalar becomes its ``int``/``str``), for messages and JSON."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _coerce_ids(ids: Iterable[object] | object, known: np.ndarray) -> np.ndarray:
     """``ids`` as an array comparable with ``known`` (e.g. ``"42"`` typed on a command line → 42).
 
@@ -75,7 +80,6 @@ def lookup_ids(ids: object, known: np.ndarray, what: str) -> np.ndarray:
     """Positions of ``ids`` in ``known``; :class:`InputError` naming the first unknown id."""
     positions = match_ids(ids, known)
     if (positions < 0).any():
-        unknown = id_array(ids)[np.flatnonzero(positions < 0)[0]]
-        unknown = unknown.item() if isinstance(unknown, np.generic) else unknown
+        unknown = plain_id(id_array(ids)[np.flatnonzero(positions < 0)[0]])
         raise InputError(f"unknown {what} id {unknown!r}: not in the {len(known):,} {what}s of this log")
     return positions

@@ -10,7 +10,7 @@ import pandas as pd
 import scipy.sparse as sp
 from numpy.typing import ArrayLike
 
-from accel.data.ids import id_array, lookup_ids, match_ids
+from accel.data.ids import id_array, lookup_ids, match_ids, plain_id
 from accel.errors import InputError, UnknownItemsWarning
 from accel.serving.popular_fallback import UNKNOWN_ITEMS, UnknownItems, UnknownUsers, none_left_note
 from accel.serving.table import long_table
@@ -173,7 +173,7 @@ def id_filters(
 
 def unknown_items_text(unknown: np.ndarray, total: int) -> str:
     """``"2 of 3 items are not known to the model (e.g. item id '99999')"``, for notes and errors."""
-    first = unknown[0].item() if isinstance(unknown[0], np.generic) else unknown[0]
+    first = plain_id(unknown[0])
     return f"{len(unknown):,} of {total:,} items are not known to the model (e.g. item id {first!r})"
 
 

@@ -8,7 +8,7 @@ import scipy.sparse as sp
 from conftest import random_interactions
 
 import accel.backends.numpy_backend as nb
-from accel.backends import NumpyBackend
+from accel.backends import NumpyBackend, sparse_gram
 
 
 @pytest.fixture(params=[1, 2], ids=["1-thread", "2-threads"])
@@ -16,14 +16,41 @@ def backend(request) -> NumpyBackend:
     return NumpyBackend(n_threads=request.param)
 
 
-@pytest.mark.parametrize("block_bytes", [1, 5000, 64 << 20])
-def test_gram_matches_dense_for_any_block_size(backend, monkeypatch, block_bytes):
-    monkeypatch.setattr(nb, "_GRAM_BLOCK_BYTES", block_bytes)
+@pytest.mark.parametrize("chunks_per_thread", [1, 3, 1000])
+def test_gram_matches_dense_for_any_chunking(backend, monkeypatch, chunks_per_thread):
+    monkeypatch.setattr(sparse_gram, "_CHUNKS_PER_THREAD", chunks_per_thread)
     X = random_interactions(500, 97, 0.05, seed=1)
+    keep = np.ones(97)
+    keep[5] = 0  # an item nobody has: its row and column are zeros
+    X = sp.csr_matrix(X @ sp.diags(keep.astype(X.dtype)))
+    X.eliminate_zeros()
     out = np.full((97, 97), np.nan, dtype=np.float32)
     backend.gram(X, out)
     dense = X.toarray().astype(np.float64)
     np.testing.assert_array_equal(out, dense.T @ dense)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gram_of_weighted_values_matches_dense(backend, dtype):
+    X = sp.random(300, 41, density=0.1, format="csr", random_state=4, dtype=np.float64).astype(dtype)
+    out = np.full((41, 41), np.nan, dtype=dtype)
+    backend.gram(X, out)
+    dense = X.toarray().astype(np.float64)
+    np.testing.assert_allclose(out, dense.T @ dense, rtol=1e-6 if dtype == np.float32 else 1e-12)
+
+
+def test_gram_refuses_operands_that_do_not_match():
+    X = random_interactions(50, 10, 0.2, seed=2).astype(np.float32)
+    with pytest.raises(ValueError, match="10 × 10"):
+        sparse_gram.gram_into(X, np.empty((9, 9), dtype=np.float32), 1)
+    with pytest.raises(ValueError, match="10 × 10"):
+        sparse_gram.gram_into(X, np.empty((10, 10), dtype=np.float32).T, 1)
+    with pytest.raises(ValueError, match="CSR matrix of float64"):
+        sparse_gram.gram_into(X, np.empty((10, 10), dtype=np.float64), 1)
+    bad = X.copy()
+    bad.indices[0] = 10
+    with pytest.raises(ValueError, match="column indices outside"):
+        sparse_gram.gram_into(bad, np.empty((10, 10), dtype=np.float32), 1)
 
 
 @pytest.mark.parametrize("n", [1, 2, 33, 250])

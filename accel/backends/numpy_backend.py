@@ -14,15 +14,10 @@ from scipy.linalg import lapack
 from accel.backends import _blocked_inverse as blocked
 from accel.backends.base import Backend
 from accel.backends.host_blas import HostBlasExecutor
+from accel.backends.sparse_gram import gram_into
 from accel.backends.threads import blas_threads, host_threads, row_chunks, run_parallel
 from accel.memory import available_host_memory
 
-#: Most bytes of temporaries one Gram block may make (sparse product + indices).
-_GRAM_BLOCK_BYTES = 64 << 20
-#: ...and at most this fraction of the n² buffer across all threads.
-_GRAM_WORKSPACE_FRACTION = 0.1
-#: Bytes per stored entry of a sparse block product (value, column index, SciPy scratch).
-_BYTES_PER_PRODUCT = 16
 #: Most rows symmetrised at a time after the inverse; the temporary is rows × n.
 _SYMMETRISE_ROWS = 256
 #: Largest n inverted by one LAPACK ``potrf`` + ``potri`` pair, on one thread; larger matrices run
@@ -87,26 +82,11 @@ class NumpyBackend(Backend):
 
     # ---- EASE kernels ----------------------------------------------------
     def gram(self, X: sp.csr_matrix, out: np.ndarray) -> np.ndarray:
-        n_items = X.shape[1]
-        XT = X.T.tocsr()
-        rows = self._gram_block_rows(n_items, out.itemsize)
-
-        def block(start: int) -> None:
-            stop = min(start + rows, n_items)
-            target = out[start:stop]
-            target.fill(0)
-            (XT[start:stop] @ X).toarray(out=target)
-
-        self._run_parallel(block, range(0, n_items, rows))
-        return out
-
-    def _gram_block_rows(self, n_items: int, itemsize: int) -> int:
-        """Item rows per Gram block: a block of b rows stores at most b × n_items products."""
-        budget = min(_GRAM_BLOCK_BYTES, _GRAM_WORKSPACE_FRACTION * n_items**2 * itemsize / self.n_threads)
-        return int(max(1, min(n_items, budget // (_BYTES_PER_PRODUCT * n_items))))
+        """Row by row into ``out`` (:mod:`accel.backends.sparse_gram`); beside X only its transpose."""
+        return gram_into(X, out, self.n_threads)
 
     def workspace_bytes(self, n_items: int, itemsize: int, nnz: int = 0) -> int:
-        gram = self.n_threads * self._gram_block_rows(n_items, itemsize) * n_items * _BYTES_PER_PRODUCT
+        gram = 2 * (n_items + 1) * 8  # the rows' costs and their running sum (Xᵀ is counted with X)
         symmetrise = 2 * _symmetrise_rows(n_items) * n_items * itemsize
         inverse = 0
         if n_items > _LAPACK_POTRF_MAX_N:

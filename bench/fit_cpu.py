@@ -417,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
                 runs[label].append(result)
                 shown = f"{result['seconds']:.2f} s" if result["status"] == "ok" else result.get("reason", "")
                 print(f"rep {rep} {label}: {result['status']} {shown}", flush=True)
-        interrupt = interrupt_latency(paths["log"], wait=4.0 if args.quick else 12.0)
+        interrupt = interrupt_latency(paths["log"], wait=2.0 if args.quick else 5.0)
     result = {
         "machine": machine_info(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),

@@ -16,8 +16,15 @@ def backend(request) -> NumpyBackend:
     return NumpyBackend(n_threads=request.param)
 
 
+@pytest.fixture(params=["compiled", "scipy"])
+def gram_path(request, monkeypatch) -> str:
+    """Runs a test through each of the two Gram implementations."""
+    monkeypatch.setattr(nb, "_COMPILED_GRAM_MIN_BYTES", 0 if request.param == "compiled" else 1 << 62)
+    return request.param
+
+
 @pytest.mark.parametrize("chunks_per_thread", [1, 3, 1000])
-def test_gram_matches_dense_for_any_chunking(backend, monkeypatch, chunks_per_thread):
+def test_gram_matches_dense_for_any_chunking(backend, gram_path, monkeypatch, chunks_per_thread):
     monkeypatch.setattr(sparse_gram, "_CHUNKS_PER_THREAD", chunks_per_thread)
     X = random_interactions(500, 97, 0.05, seed=1)
     keep = np.ones(97)
@@ -31,12 +38,33 @@ def test_gram_matches_dense_for_any_chunking(backend, monkeypatch, chunks_per_th
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_gram_of_weighted_values_matches_dense(backend, dtype):
+def test_gram_of_weighted_values_matches_dense(backend, gram_path, dtype):
     X = sp.random(300, 41, density=0.1, format="csr", random_state=4, dtype=np.float64).astype(dtype)
     out = np.full((41, 41), np.nan, dtype=dtype)
     backend.gram(X, out)
     dense = X.toarray().astype(np.float64)
     np.testing.assert_allclose(out, dense.T @ dense, rtol=1e-6 if dtype == np.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("block_bytes", [1, 5000, 64 << 20])
+def test_scipy_gram_matches_dense_for_any_block_size(backend, monkeypatch, block_bytes):
+    monkeypatch.setattr(nb, "_COMPILED_GRAM_MIN_BYTES", 1 << 62)
+    monkeypatch.setattr(nb, "_GRAM_BLOCK_BYTES", block_bytes)
+    X = random_interactions(500, 97, 0.05, seed=1)
+    out = np.full((97, 97), np.nan, dtype=np.float32)
+    backend.gram(X, out)
+    dense = X.toarray().astype(np.float64)
+    np.testing.assert_array_equal(out, dense.T @ dense)
+
+
+def test_compiled_gram_runs_from_the_size_threshold_on(monkeypatch):
+    calls: list[int] = []
+    monkeypatch.setattr(nb, "gram_into", lambda X, out, n_threads: calls.append(out.shape[0]) or out)
+    monkeypatch.setattr(nb, "_COMPILED_GRAM_MIN_BYTES", 40 * 40 * 4)
+    backend = NumpyBackend(n_threads=1)
+    for n in (39, 40):
+        backend.gram(random_interactions(100, n, 0.1, seed=n), np.empty((n, n), dtype=np.float32))
+    assert calls == [40]
 
 
 def test_gram_refuses_operands_that_do_not_match():

@@ -18,6 +18,17 @@ from accel.backends.sparse_gram import gram_into
 from accel.backends.threads import blas_threads, host_threads, row_chunks, run_parallel
 from accel.memory import available_host_memory
 
+#: The compiled Gram (:mod:`accel.backends.sparse_gram`, 2-4× faster than SciPy's product) runs when
+#: the n² buffer is at least this big: its first call in a process loads numba's LLVM runtime (about
+#: 44 MiB measured), which is then at most 1/8 of the buffer. Below it, SciPy's product a block of
+#: rows at a time, whose temporaries stay within the limits below.
+_COMPILED_GRAM_MIN_BYTES = 8 * (44 << 20)
+#: Most bytes of temporaries one SciPy Gram block may make (sparse product + indices)...
+_GRAM_BLOCK_BYTES = 64 << 20
+#: ...and at most this fraction of the n² buffer across all threads.
+_GRAM_WORKSPACE_FRACTION = 0.1
+#: Bytes per stored entry of a sparse block product (value, column index, SciPy scratch).
+_BYTES_PER_PRODUCT = 16
 #: Most rows symmetrised at a time after the inverse; the temporary is rows × n.
 _SYMMETRISE_ROWS = 256
 #: Largest n inverted by one LAPACK ``potrf`` + ``potri`` pair, on one thread; larger matrices run
@@ -82,11 +93,32 @@ class NumpyBackend(Backend):
 
     # ---- EASE kernels ----------------------------------------------------
     def gram(self, X: sp.csr_matrix, out: np.ndarray) -> np.ndarray:
-        """Row by row into ``out`` (:mod:`accel.backends.sparse_gram`); beside X only its transpose."""
-        return gram_into(X, out, self.n_threads)
+        """Into ``out`` row by row (:mod:`accel.backends.sparse_gram`) from :data:`_COMPILED_GRAM_MIN_BYTES`
+        on, else by SciPy's product a block of rows at a time; beside X only its transpose."""
+        if out.nbytes >= _COMPILED_GRAM_MIN_BYTES:
+            return gram_into(X, out, self.n_threads)
+        n_items = X.shape[1]
+        XT = X.T.tocsr()
+        rows = self._gram_block_rows(n_items, out.itemsize)
+
+        def block(start: int) -> None:
+            stop = min(start + rows, n_items)
+            target = out[start:stop]
+            target.fill(0)
+            (XT[start:stop] @ X).toarray(out=target)
+
+        self._run_parallel(block, range(0, n_items, rows))
+        return out
+
+    def _gram_block_rows(self, n_items: int, itemsize: int) -> int:
+        """Item rows per SciPy Gram block: a block of b rows stores at most b × n_items products."""
+        budget = min(_GRAM_BLOCK_BYTES, _GRAM_WORKSPACE_FRACTION * n_items**2 * itemsize / self.n_threads)
+        return int(max(1, min(n_items, budget // (_BYTES_PER_PRODUCT * n_items))))
 
     def workspace_bytes(self, n_items: int, itemsize: int, nnz: int = 0) -> int:
-        gram = 2 * (n_items + 1) * 8  # the rows' costs and their running sum (Xᵀ is counted with X)
+        gram = 2 * (n_items + 1) * 8  # the compiled Gram: rows' costs and their sum (Xᵀ counts with X)
+        if n_items**2 * itemsize < _COMPILED_GRAM_MIN_BYTES:
+            gram = self.n_threads * self._gram_block_rows(n_items, itemsize) * n_items * _BYTES_PER_PRODUCT
         symmetrise = 2 * _symmetrise_rows(n_items) * n_items * itemsize
         inverse = 0
         if n_items > _LAPACK_POTRF_MAX_N:

@@ -2,7 +2,8 @@
 
 ``strongest_cooccurring`` computes each item's column of ``XᵀX`` in one item-wide
 integer accumulator per thread (from the users of the item, each user's items)
-and keeps only its ``keep`` strongest off-diagonal entries, ranked by
+and keeps only its ``keep`` strongest off-diagonal entries (selected by a partition, then only
+those sorted), ranked by
 ``G[i, j] / sqrt(G[i, i])`` (for a fixed ``j``, the cosine order; raw counts would
 fill every list with the most popular items), so the Gram is never held whole:
 memory is ``keep`` entries per item plus one accumulator per thread.
@@ -17,8 +18,8 @@ is stored if either item keeps the other. An entry neither keeps is bounded by
 each item's ``floor`` (the best score it did not keep, times the other's root
 popularity): it is set to 0 and its bound is added to the diagonal of its row,
 so ``G[S, S] + λI`` plus this shift dominates the exact matrix (Gershgorin) and
-stays positive definite. The solve is a Cholesky in
-float64 on a per-thread ``m × m`` buffer.
+stays positive definite. The solve is LAPACK's Cholesky (``potrf``, through
+numba) in float64, from a per-thread ``m × m`` buffer.
 
 The kernels are compiled by numba without bounds checks: the wrappers check the
 shapes they are given before calling them.
@@ -66,21 +67,55 @@ def _strongest_kernel(
             if acc[touched[t]] > 0:
                 touched[total] = touched[t]
                 total += 1
-        cand = np.sort(touched[:total])  # item order, so equal scores go to the lower item
+        cand = touched[:total]
         score = np.empty(total, dtype=np.float64)
         for t in range(total):
             i = cand[t]
             score[t] = acc[i] / np.sqrt(np.float64(c_indptr[i + 1] - c_indptr[i]))
-        order = np.argsort(-score, kind="mergesort")
         stored = min(keep, total)
+        floor = 0.0
+        if total > keep:
+            # Select, do not sort: the keep-th largest score, every candidate above it, and the
+            # lowest items among those equal to it (ties go to the lower item).
+            threshold = np.partition(score, total - keep)[total - keep]
+            above, level, below = 0, 0, 0.0
+            for t in range(total):
+                if score[t] > threshold:
+                    above += 1
+                elif score[t] == threshold:
+                    level += 1
+                elif score[t] > below:
+                    below = score[t]
+            tied = np.empty(level, dtype=np.int32)
+            chosen = np.empty(keep, dtype=np.int32)
+            n_tied, n_chosen = 0, 0
+            for t in range(total):
+                if score[t] > threshold:
+                    chosen[n_chosen] = cand[t]
+                    n_chosen += 1
+                elif score[t] == threshold:
+                    tied[n_tied] = cand[t]
+                    n_tied += 1
+            tied = np.sort(tied)
+            for t in range(keep - above):
+                chosen[n_chosen] = tied[t]
+                n_chosen += 1
+            floor = threshold if level > keep - above else below
+            cand = chosen
+        cand = np.sort(cand)  # item order, so equal scores go to the lower item
+        top = np.empty(stored, dtype=np.float64)
+        for t in range(stored):
+            i = cand[t]
+            top[t] = acc[i] / np.sqrt(np.float64(c_indptr[i + 1] - c_indptr[i]))
+        order = np.argsort(-top, kind="mergesort")
         for s in range(stored):
             i = cand[order[s]]
             out_items[c, s] = i
             out_counts[c, s] = acc[i]
         out_stored[c] = stored
-        out_floor[c] = score[order[keep]] if total > keep else 0.0
+        out_floor[c] = floor
         for t in range(total):
-            acc[cand[t]] = 0
+            acc[touched[t]] = 0
 
 
 def _solve_kernel(
@@ -120,29 +155,19 @@ def _solve_kernel(
             A[x, x] = shift[x]
         for x in range(size):
             pos[nbr_items[j, x]] = m
-        # Cholesky A = L·Lᵀ in the lower triangle, then L·Lᵀ·β = G[S, j].
-        for x in range(size):
-            d = A[x, x]
-            for t in range(x):
-                d -= A[x, t] * A[x, t]
-            d = np.sqrt(d)
-            A[x, x] = d
-            for y in range(x + 1, size):
-                v = A[y, x]
-                for t in range(x):
-                    v -= A[y, t] * A[x, t]
-                A[y, x] = v / d
+        # Cholesky A = L·Lᵀ (LAPACK's potrf), then L·Lᵀ·β = G[S, j] by substitution.
+        L = np.linalg.cholesky(A[:size, :size])
         beta = np.empty(size, dtype=np.float64)
         for x in range(size):
             v = np.float64(nbr_counts[j, x])
             for t in range(x):
-                v -= A[x, t] * beta[t]
-            beta[x] = v / A[x, x]
+                v -= L[x, t] * beta[t]
+            beta[x] = v / L[x, x]
         for x in range(size - 1, -1, -1):
             v = beta[x]
             for t in range(x + 1, size):
-                v -= A[t, x] * beta[t]
-            beta[x] = v / A[x, x]
+                v -= L[t, x] * beta[t]
+            beta[x] = v / L[x, x]
         for x in range(size):
             out_rows[c, x] = nbr_items[j, x]
             out_values[c, x] = beta[x]
@@ -150,8 +175,8 @@ def _solve_kernel(
 
 
 def _compile_fast(fn: Callable) -> Callable:
-    """As :func:`~accel.backends.fused_topk._compile`, with fastmath: the Cholesky's dot products
-    vectorise (about 10× faster at m = 100; the order of their sums is left to the compiler)."""
+    """As :func:`~accel.backends.fused_topk._compile`, with fastmath: the gathers and substitutions
+    vectorise (the order of their sums is left to the compiler)."""
     try:
         return numba.njit(nogil=True, boundscheck=False, fastmath=True, cache=True)(fn)
     except RuntimeError:  # no writable cache location: compile once per process

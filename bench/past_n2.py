@@ -491,11 +491,14 @@ def write_outputs(folder: Path, payload: dict[str, Any]) -> None:
 
 
 def merge_folders(source: Path, into: Path) -> None:
-    """Rows of ``source``'s datasets replace those of ``into``; both runs' commands are kept."""
+    """Rows of ``source``'s datasets replace those of ``into``; the commands that made the rows kept
+    are kept, each new one with the machine (and commit) it ran on."""
     new, old = (json.loads((folder / "runs.json").read_text()) for folder in (source, into))
     datasets = {r["dataset"] for r in new["runs"]}
     runs = [r for r in old["runs"] if r["dataset"] not in datasets] + new["runs"]
-    commands = old.get("commands", []) + [{**c, "merged_from": str(source)} for c in new.get("commands", [])]
+    kept = [c for c in old.get("commands", []) if not set(c["datasets"]) <= datasets]
+    added = [{**c, "merged_from": str(source), "machine": new["machine"]} for c in new.get("commands", [])]
+    commands = kept + added
     write_outputs(into, {**old, "commands": commands, "runs": runs})
 
 

@@ -52,6 +52,11 @@ def _inverse_block(n: int) -> int:
     return min(_CHOLESKY_BLOCK, max(_MIN_BLOCK, n // 16))
 
 
+def _compiled_gram(n_items: int, itemsize: int) -> bool:
+    """Whether the Gram into an n_items² buffer runs compiled (:data:`_COMPILED_GRAM_MIN_BYTES`)."""
+    return n_items**2 * itemsize >= _COMPILED_GRAM_MIN_BYTES
+
+
 def _symmetrise_rows(n: int) -> int:
     """Rows per symmetrise step: a small fraction of n, so the temporary stays ≪ n²."""
     return max(1, min(_SYMMETRISE_ROWS, n // 32))
@@ -95,7 +100,7 @@ class NumpyBackend(Backend):
     def gram(self, X: sp.csr_matrix, out: np.ndarray) -> np.ndarray:
         """Into ``out`` row by row (:mod:`accel.backends.sparse_gram`) from :data:`_COMPILED_GRAM_MIN_BYTES`
         on, else by SciPy's product a block of rows at a time; beside X only its transpose."""
-        if out.nbytes >= _COMPILED_GRAM_MIN_BYTES:
+        if _compiled_gram(out.shape[0], out.itemsize):
             return gram_into(X, out, self.n_threads)
         n_items = X.shape[1]
         XT = X.T.tocsr()
@@ -117,7 +122,7 @@ class NumpyBackend(Backend):
 
     def workspace_bytes(self, n_items: int, itemsize: int, nnz: int = 0) -> int:
         gram = 2 * (n_items + 1) * 8  # the compiled Gram: rows' costs and their sum (Xᵀ counts with X)
-        if n_items**2 * itemsize < _COMPILED_GRAM_MIN_BYTES:
+        if not _compiled_gram(n_items, itemsize):
             gram = self.n_threads * self._gram_block_rows(n_items, itemsize) * n_items * _BYTES_PER_PRODUCT
         symmetrise = 2 * _symmetrise_rows(n_items) * n_items * itemsize
         inverse = 0

@@ -15,24 +15,15 @@ chunking and thread count.
 from __future__ import annotations
 
 import itertools
-from typing import Any
 
-import numba
 import numpy as np
 import scipy.sparse as sp
 
+from accel.backends.fused_topk import _compile
 from accel.backends.threads import run_parallel
 
 #: Chunks of rows per thread, so that a chunk that runs slowly (a busy core) is balanced by the others.
 _CHUNKS_PER_THREAD = 8
-
-
-def _compile(fn: Any) -> Any:
-    """numba's no-Python, no-GIL compilation, cached on disk where a cache folder is writable."""
-    try:
-        return numba.njit(nogil=True, boundscheck=False, cache=True)(fn)
-    except RuntimeError:  # no writable cache location: compile once per process
-        return numba.njit(nogil=True, boundscheck=False)(fn)
 
 
 @_compile

@@ -65,6 +65,12 @@ def test_gemm_and_syrk_semantics() -> None:
     np.testing.assert_allclose(np.tril(got), np.tril(S - P @ P.T), rtol=1e-12)
     np.testing.assert_array_equal(np.triu(got, 1), np.triu(S, 1))  # upper triangle untouched
 
+    _, s = colmajor(ex, S)
+    Q = rng.random((3, 6))
+    _, q = colmajor(ex, Q)
+    ex.syrk("L", "T", 6, 3, 2.0, q, 0.5, s)
+    np.testing.assert_allclose(np.tril(ex.view(s, 6, 6)), np.tril(2.0 * Q.T @ Q + 0.5 * S), rtol=1e-12)
+
 
 def test_view_addresses_column_major_submatrices() -> None:
     ex = NumpyExecutor(np.float64)

@@ -312,17 +312,21 @@ def test_tf32_mode_is_set_during_the_calls_only() -> None:
     assert state["math_mode"] == DEFAULT_MATH
 
 
+@pytest.mark.parametrize("whole_potrf", [True, False])
 @pytest.mark.parametrize("panel", [4096, 37])
-def test_tf32_trailing_updates_run_as_gemms(monkeypatch: pytest.MonkeyPatch, panel: int) -> None:
-    """The blocked Cholesky's lower SYRK as GEMMs on column panels (odd widths): still the inverse."""
+def test_tf32_rank_updates_run_as_gemms(
+    monkeypatch: pytest.MonkeyPatch, panel: int, whole_potrf: bool
+) -> None:
+    """Every lower SYRK (the blocked Cholesky's trailing updates, ``LᵀL``'s rank-b updates of
+    both transposes) as GEMMs on column panels (odd widths): still the inverse."""
     from accel.backends.cupy import inverse
 
     monkeypatch.setattr(inverse, "TF32_SYRK_PANEL", panel)
-    A, got, state = run_inverse(203, 48, np.float32, whole_potrf=False, math_mode="tf32")
+    A, got, state = run_inverse(203, 48, np.float32, whole_potrf=whole_potrf, math_mode="tf32")
     want = np.linalg.inv(A)
     assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
-    assert "syrk" not in state["calls"] and "potrf" in state["calls"]
-    _A, _got, exact = run_inverse(203, 48, np.float32, whole_potrf=False)
+    assert "syrk" not in state["calls"] and "gemm" in state["calls"]
+    _A, _got, exact = run_inverse(203, 48, np.float32, whole_potrf=whole_potrf)
     assert "syrk" in exact["calls"]  # exact mode keeps cuBLAS's SYRK
 
 

@@ -46,6 +46,10 @@ def test_gemm_syrk_potrf_match_the_reference_executor(dtype: type) -> None:
             "T", "N", 6, 8, 5, 2.0, Ref(flat, 1 + 2 * n, n), Ref(flat, 30, n), 0.5, Ref(flat, 10 + 20 * n, n)
         )
         ex.syrk("L", "N", 9, 4, -1.0, Ref(flat, 40 + 1 * n, n), 1.0, Ref(flat, 11 + 30 * n, n))
+        ex.syrk("L", "T", 7, 3, 1.5, Ref(flat, 2 + 40 * n, n), 1.0, Ref(flat, 20 + 41 * n, n))
+        ex.gemm(
+            "N", "N", 6, 4, 3, -1.0, Ref(flat, 30 + 1 * n, n), Ref(flat, 3 + 9 * n, n), 1.0, Ref(flat, 9, n)
+        )
     np.testing.assert_allclose(ours, ref, rtol=1e-5 if dtype == np.float32 else 1e-12)
     A = spd(12, 2).astype(dtype)
     for ex, flat in ((HostBlasExecutor(dtype), ours), (NumpyExecutor(dtype), ref)):

@@ -17,13 +17,13 @@ Steps, all in the one buffer plus small workspaces:
 
 1. Cholesky ``M = L Lᵀ`` into the lower triangle (cuSOLVER ``Xpotrf`` on the whole
    matrix, or :func:`cholesky_lower_blocked` built from small ``potrf`` + ``trsm`` + ``syrk``).
-2. ``L ← L⁻¹`` by block columns, left to right (:func:`invert_lower_triangular`):
-   a panel is ``−L22⁻¹ · L21 · L11⁻¹`` while ``L22`` and ``L11`` are still the factor,
+2. ``L ← L⁻¹`` by block rows, top to bottom (:func:`invert_lower_triangular`): each
+   step is two b-wide triangular solves and one GEMM that updates every row below,
    then the diagonal block is inverted by a triangular solve against the identity.
    No call sees more than a b-wide panel, so nothing hits the 32-bit size limits of
    cuSOLVER's ``trtri``/``potri`` (they refuse n > 46340).
-3. ``P = L⁻ᵀ L⁻¹`` by block rows, top to bottom, through a b × n workspace
-   (:func:`lower_gram_inplace`): one GEMM per block row; later rows are untouched.
+3. ``P = L⁻ᵀ L⁻¹`` by rank-b updates, block row by block row, through a b × n
+   workspace (:func:`lower_gram_inplace`): one SYRK and one small GEMM per block row.
 4. The lower triangle is mirrored onto the upper one (:func:`symmetrize_from_lower`).
 """
 
@@ -140,11 +140,16 @@ def invert_lower_triangular(
 ) -> None:
     """``L ← L⁻¹`` in the lower triangle of ``M``; the strict upper part of each diagonal block becomes 0.
 
-    Block columns go left to right. For block column j (rows r = j + jb onwards):
-    ``X21 = −L22⁻¹ · L21 · L11⁻¹``, where ``L22 = M[r:, r:]`` and ``L11`` are still
-    the factor because only columns < r have been changed so far. The zeros above
-    the diagonal of each inverted diagonal block let :func:`lower_gram_inplace` use a
-    plain GEMM.
+    Right-looking, by block rows top to bottom, so that the bulk of the work is one
+    GEMM per block. Before block j (rows j..r−1), every row ≥ j holds, in the
+    columns < j, ``T = −Σₖ L[·,k] · X[k,·]`` over the finished blocks k < j, where
+    ``X = L⁻¹``; block j's own columns still hold the factor. Step j: the row block
+    becomes ``X[j, :j] = L_jj⁻¹ · T[j, :j]`` (TRSM); the rows below add
+    ``−L[r:, j] · X[j, :j]`` (GEMM, reading block column j while it is still the
+    factor) and then take ``T[r:, j] = −L[r:, j] · L_jj⁻¹`` in its place (TRSM);
+    finally ``L_jj`` itself is inverted by a triangular solve against the identity.
+    The zeros above the diagonal of each inverted diagonal block let
+    :func:`lower_gram_inplace` use a plain GEMM.
     """
     xp = ex.xp
     work = ex.empty(block * block)
@@ -152,10 +157,13 @@ def invert_lower_triangular(
         jb = min(block, n - j)
         r = j + jb
         diag = Ref(flat, j + j * n, n)
+        if j:
+            ex.trsm("L", "L", "N", jb, j, 1.0, diag, Ref(flat, j, n))
         if r < n:
             panel = Ref(flat, r + j * n, n)
+            if j:
+                ex.gemm("N", "N", n - r, j, jb, -1.0, panel, Ref(flat, j, n), 1.0, Ref(flat, r, n))
             ex.trsm("R", "L", "N", n - r, jb, -1.0, diag, panel)
-            ex.trsm("L", "L", "N", n - r, jb, 1.0, Ref(flat, r + r * n, n), panel)
         inverse = Ref(work, 0, jb)
         inverse_view = ex.view(inverse, jb, jb)
         inverse_view[...] = xp.eye(jb, dtype=inverse_view.dtype)
@@ -170,18 +178,22 @@ def lower_gram_inplace(
     """``P = Lᵀ · L`` for the lower-triangular ``L`` in ``M``; P's lower triangle replaces L.
 
     Needs the strict upper part of every diagonal block of ``M`` to be zero (as left
-    by :func:`invert_lower_triangular`). Block row i of P (columns < i + ib) is
-    ``M[i:, i:i+ib]ᵀ · M[i:, :i+ib]``: it reads only rows ≥ i, so computing it into a
-    b × n workspace and copying it back leaves the rows later block rows need intact.
+    by :func:`invert_lower_triangular`). ``P = Σⱼ L[j, :r]ᵀ · L[j, :r]`` over the block
+    rows j (r = j + jb), taken top to bottom: block row j is copied to a b × n
+    workspace W; its product with itself adds to the finished-so-far triangle
+    ``P[:j, :j]`` (SYRK, the bulk of the work) and gives P's rows j..r−1 whole
+    (GEMM), since no later block row reaches them. Rows below j are only read later.
     """
     work = ex.empty(min(block, n) * n)
-    for i in _block_starts(n, block):
-        ib = min(block, n - i)
-        r = i + ib
-        out = Ref(work, 0, ib)
-        ex.gemm("T", "N", ib, r, n - i, 1.0, Ref(flat, i + i * n, n), Ref(flat, i, n), 0.0, out)
+    for j in _block_starts(n, block):
+        jb = min(block, n - j)
+        r = j + jb
+        rows = Ref(work, 0, jb)
         # Copied through the transposed views, whose last axis is the contiguous one on both sides.
-        ex.view(Ref(flat, i, n), ib, r).T[...] = ex.view(out, ib, r).T
+        ex.view(rows, jb, r).T[...] = ex.view(Ref(flat, j, n), jb, r).T
+        if j:
+            ex.syrk("L", "T", j, jb, 1.0, rows, 1.0, Ref(flat, 0, n))
+        ex.gemm("T", "N", jb, r, jb, 1.0, Ref(work, j * jb, jb), rows, 0.0, Ref(flat, j, n))
         tick()
 
 

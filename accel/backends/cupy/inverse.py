@@ -150,8 +150,8 @@ class CupyExecutor:
     def syrk(
         self, uplo: str, trans: str, n: int, k: int, alpha: float, a: blocked.Ref, beta: float, c: blocked.Ref
     ) -> None:
-        if self._math_mode == "tf32" and (uplo, trans) == ("L", "N"):
-            self._lower_syrk_by_gemm(n, k, alpha, a, beta, c)
+        if self._math_mode == "tf32" and uplo == "L":
+            self._lower_syrk_by_gemm(trans, n, k, alpha, a, beta, c)
             return
         alpha_host, beta_host = self._scalar(alpha), self._scalar(beta)
         self._syrk(
@@ -169,14 +169,21 @@ class CupyExecutor:
         )
 
     def _lower_syrk_by_gemm(
-        self, n: int, k: int, alpha: float, a: blocked.Ref, beta: float, c: blocked.Ref
+        self, trans: str, n: int, k: int, alpha: float, a: blocked.Ref, beta: float, c: blocked.Ref
     ) -> None:
-        """``C[j:, j:j+w] ← alpha · A[j:] · A[j:j+w]ᵀ + beta · C[j:, j:j+w]`` for each panel of columns j."""
+        """``C[j:, j:j+w] ← alpha · S[j:] · S[j:j+w]ᵀ + beta · C[j:, j:j+w]`` for each panel of columns j.
+
+        ``S`` is ``op(A)`` (n × k): rows j: of A when ``trans`` is "N", its columns j: when "T".
+        """
         for j in range(0, n, TF32_SYRK_PANEL):
             w = min(TF32_SYRK_PANEL, n - j)
-            rows = blocked.Ref(a.buf, a.off + j, a.ld)
             target = blocked.Ref(c.buf, c.off + j + j * c.ld, c.ld)
-            self.gemm("N", "T", n - j, w, k, alpha, rows, rows, beta, target)
+            if trans == "N":
+                rows = blocked.Ref(a.buf, a.off + j, a.ld)
+                self.gemm("N", "T", n - j, w, k, alpha, rows, rows, beta, target)
+            else:
+                cols = blocked.Ref(a.buf, a.off + j * a.ld, a.ld)
+                self.gemm("T", "N", n - j, w, k, alpha, cols, cols, beta, target)
 
     @contextlib.contextmanager
     def cublas_modes(self, math_mode: MathMode) -> Iterator[None]:

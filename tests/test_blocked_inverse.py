@@ -164,8 +164,25 @@ def test_rejects_non_contiguous() -> None:
 
 
 def test_workspace_elements() -> None:
-    assert blocked.workspace_elements(10, 4) == 40
+    assert blocked.workspace_elements(10, 4) == 16
     assert blocked.workspace_elements(3, 1024) == 9
+
+
+@pytest.mark.parametrize(("n", "block"), [(3, 1024), (50, 16), (97, 32)])
+def test_workspace_is_what_the_inverse_allocates(n: int, block: int) -> None:
+    """Every workspace the inverse asks for fits in :func:`workspace_elements` (one b × b block)."""
+    sizes: list[int] = []
+
+    class Counting(NumpyExecutor):
+        def empty(self, size: int) -> np.ndarray:
+            sizes.append(size)
+            return super().empty(size)
+
+    A = spd_matrix(n, seed=n)
+    want = np.linalg.inv(A)
+    blocked.spd_inverse_flat(Counting(np.float64), A.reshape(-1), n, block, blocked_cholesky=True)
+    assert sizes and max(sizes) == blocked.workspace_elements(n, block)
+    assert rel_error(A, want) < 1e-10
 
 
 # ---- Gram block planning (pure NumPy helpers of the CuPy backend) -----------------------------
@@ -203,11 +220,11 @@ def test_gram_blocks_grow_with_free_memory() -> None:
 
 
 def test_workspace_counts_interactions() -> None:
-    # The transpose buffer of X grows with the interactions; the inverse's with b × n.
+    # The transpose buffer of X grows with the interactions; the inverse's is one b × b block.
     assert (
         planning.gram_workspace_bytes(100_000, 48_500_000) - planning.gram_workspace_bytes(100_000, 0)
         == 48_500_000 * planning.TRANSPOSE_BUFFER_PER_NNZ
     )
-    assert planning.inverse_workspace_bytes(100_000, 4, 1024) == 1024 * 100_000 * 4 + planning.INVERSE_SLACK
+    assert planning.inverse_workspace_bytes(100_000, 4, 1024) == 1024 * 1024 * 4 + planning.INVERSE_SLACK
     assert planning.topk_chunk_rows(8 << 30, 20_000, np.dtype(np.float32)) == 26_843
     assert planning.topk_chunk_rows(0, 20_000, np.dtype(np.float64)) == 1

@@ -129,6 +129,20 @@ def make_libraries(device: Device) -> tuple[Any, Any, dict]:
 
         return run
 
+    def trmm(dtype: Any):
+        def run(handle, side, uplo, trans, diag, m, n, alpha, a, lda, b, ldb, c, ldc):
+            assert handle == 11 and diag == DIAG_NON_UNIT and side in (SIDE_LEFT, SIDE_RIGHT)
+            call("trmm")
+            k = m if side == SIDE_LEFT else n
+            A = device.matrix(a, k, k, lda, dtype)
+            B = device.matrix(b, m, n, ldb, dtype)
+            tri = np.tril(A) if uplo == FILL_LOWER else np.triu(A)
+            opA = op(tri, trans).astype(np.float64)
+            product = opA @ B if side == SIDE_LEFT else B @ opA
+            device.matrix(c, m, n, ldc, dtype)[...] = host_scalar(alpha, np.dtype(dtype)) * product
+
+        return run
+
     def gemm(dtype: Any):
         def run(handle, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
             assert handle == 11
@@ -191,6 +205,8 @@ def make_libraries(device: Device) -> tuple[Any, Any, dict]:
         CUBLAS_DEFAULT_MATH=DEFAULT_MATH,
         strsm=trsm(np.float32),
         dtrsm=trsm(np.float64),
+        strmm=trmm(np.float32),
+        dtrmm=trmm(np.float64),
         sgemm=gemm(np.float32),
         dgemm=gemm(np.float64),
         ssyrk=syrk(np.float32),

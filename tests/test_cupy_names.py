@@ -163,6 +163,7 @@ def test_every_cupy_name_resolves(cupy_libraries: None) -> None:
         "cupy_backends.cuda.libs.cusparse.CUSPARSE_MM_ALG_DEFAULT",
         "cupy_backends.cuda.libs.cusparse.spMM_bufferSize",
         "cupy_backends.cuda.libs.cublas.strsm",
+        "cupy_backends.cuda.libs.cublas.dtrmm",
         "cupy_backends.cuda.libs.cublas.dsyrk",
         "cupy_backends.cuda.libs.cublas.CUBLAS_POINTER_MODE_HOST",
         "cupy_backends.cuda.libs.cusolver.spotrf_bufferSize",

@@ -22,8 +22,8 @@ Steps, all in the one buffer plus small workspaces:
    then the diagonal block is inverted by a triangular solve against the identity.
    No call sees more than a b-wide panel, so nothing hits the 32-bit size limits of
    cuSOLVER's ``trtri``/``potri`` (they refuse n > 46340).
-3. ``P = L⁻ᵀ L⁻¹`` by rank-b updates, block row by block row, through a b × n
-   workspace (:func:`lower_gram_inplace`): one SYRK and one small GEMM per block row.
+3. ``P = L⁻ᵀ L⁻¹`` by rank-b updates, block row by block row (:func:`lower_gram_inplace`):
+   one SYRK and one TRMM per block row; the only workspace is one b × b block.
 4. The lower triangle is mirrored onto the upper one (:func:`symmetrize_from_lower`).
 """
 
@@ -41,7 +41,7 @@ Side = Literal["L", "R"]
 Uplo = Literal["L", "U"]
 Trans = Literal["N", "T"]
 
-#: Default block size: panel width of the triangular solves and rows of the b × n workspace.
+#: Default block size: panel width of the triangular solves and side of the b × b workspace.
 DEFAULT_BLOCK_SIZE = 1024
 #: ``on_block(done, total)``: called after each block of :func:`spd_inverse_flat`, ``done`` counting up to
 #: ``total``. Control returns to Python there, so a KeyboardInterrupt stops the inverse within a block.
@@ -84,6 +84,11 @@ class BlasExecutor(Protocol):
         self, side: Side, uplo: Uplo, trans: Trans, m: int, n: int, alpha: float, a: Ref, b: Ref
     ) -> None:
         """``B ← alpha · op(A)⁻¹ · B`` (side L) or ``B ← alpha · B · op(A)⁻¹`` (side R); B is m × n."""
+
+    def trmm(
+        self, side: Side, uplo: Uplo, trans: Trans, m: int, n: int, alpha: float, a: Ref, b: Ref
+    ) -> None:
+        """``B ← alpha · op(A) · B`` (side L) or ``B ← alpha · B · op(A)`` (side R), in place; B is m × n."""
 
     def gemm(
         self,
@@ -152,7 +157,7 @@ def invert_lower_triangular(
     :func:`lower_gram_inplace` use a plain GEMM.
     """
     xp = ex.xp
-    work = ex.empty(block * block)
+    work = ex.empty(min(block, n) ** 2)
     for j in _block_starts(n, block):
         jb = min(block, n - j)
         r = j + jb
@@ -179,21 +184,20 @@ def lower_gram_inplace(
 
     Needs the strict upper part of every diagonal block of ``M`` to be zero (as left
     by :func:`invert_lower_triangular`). ``P = Σⱼ L[j, :r]ᵀ · L[j, :r]`` over the block
-    rows j (r = j + jb), taken top to bottom: block row j is copied to a b × n
-    workspace W; its product with itself adds to the finished-so-far triangle
-    ``P[:j, :j]`` (SYRK, the bulk of the work) and gives P's rows j..r−1 whole
-    (GEMM), since no later block row reaches them. Rows below j are only read later.
+    rows j (r = j + jb), taken top to bottom: block row j adds its product with itself
+    to the finished-so-far triangle ``P[:j, :j]`` (SYRK, the bulk of the work), then
+    becomes P's rows j..r−1, ``L_jjᵀ · L[j, :r]`` (TRMM against a copy of its b × b
+    diagonal block), since no later block row reaches them.
     """
-    work = ex.empty(min(block, n) * n)
+    work = ex.empty(min(block, n) ** 2)
     for j in _block_starts(n, block):
         jb = min(block, n - j)
         r = j + jb
-        rows = Ref(work, 0, jb)
-        # Copied through the transposed views, whose last axis is the contiguous one on both sides.
-        ex.view(rows, jb, r).T[...] = ex.view(Ref(flat, j, n), jb, r).T
         if j:
-            ex.syrk("L", "T", j, jb, 1.0, rows, 1.0, Ref(flat, 0, n))
-        ex.gemm("T", "N", jb, r, jb, 1.0, Ref(work, j * jb, jb), rows, 0.0, Ref(flat, j, n))
+            ex.syrk("L", "T", j, jb, 1.0, Ref(flat, j, n), 1.0, Ref(flat, 0, n))
+        diag = Ref(work, 0, jb)
+        ex.view(diag, jb, jb)[...] = ex.view(Ref(flat, j + j * n, n), jb, jb)
+        ex.trmm("L", "L", "T", jb, r, 1.0, diag, Ref(flat, j, n))
         tick()
 
 
@@ -255,9 +259,8 @@ def spd_inverse_flat(
 
 
 def workspace_elements(n: int, block: int = DEFAULT_BLOCK_SIZE) -> int:
-    """Elements of workspace :func:`spd_inverse_flat` allocates beyond the n² buffer (peak)."""
-    b = min(block, n)
-    return max(b * b, b * n)
+    """Elements of workspace :func:`spd_inverse_flat` allocates beyond the n² buffer: one b × b block."""
+    return min(block, n) ** 2
 
 
 class NumpyExecutor:
@@ -273,7 +276,9 @@ class NumpyExecutor:
     def __init__(self, dtype: np.dtype | type = np.float64) -> None:
         self.dtype = np.dtype(dtype)
         probe = np.empty((1, 1), dtype=self.dtype)
-        self._trsm, self._gemm, self._syrk = blas.get_blas_funcs(("trsm", "gemm", "syrk"), (probe,))
+        self._trsm, self._trmm, self._gemm, self._syrk = blas.get_blas_funcs(
+            ("trsm", "trmm", "gemm", "syrk"), (probe,)
+        )
         (self._potrf,) = lapack.get_lapack_funcs(("potrf",), (probe,))
 
     def empty(self, size: int) -> np.ndarray:
@@ -296,6 +301,21 @@ class NumpyExecutor:
         k = m if side == "L" else n
         b_view = self.view(b, m, n)
         b_view[...] = self._trsm(
+            alpha,
+            self.view(a, k, k),
+            np.array(b_view, order="F"),
+            side=int(side == "R"),
+            lower=int(uplo == "L"),
+            trans_a=int(trans == "T"),
+            diag=0,
+        )
+
+    def trmm(
+        self, side: Side, uplo: Uplo, trans: Trans, m: int, n: int, alpha: float, a: Ref, b: Ref
+    ) -> None:
+        k = m if side == "L" else n
+        b_view = self.view(b, m, n)
+        b_view[...] = self._trmm(
             alpha,
             self.view(a, k, k),
             np.array(b_view, order="F"),

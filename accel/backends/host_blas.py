@@ -42,6 +42,7 @@ def _routines(dtype: np.dtype) -> dict[str, Any]:
     return {
         "potrf": _capsule_function(cython_lapack, prefix + "potrf", 5),
         "trsm": _capsule_function(cython_blas, prefix + "trsm", 11),
+        "trmm": _capsule_function(cython_blas, prefix + "trmm", 11),
         "gemm": _capsule_function(cython_blas, prefix + "gemm", 13),
         "syrk": _capsule_function(cython_blas, prefix + "syrk", 10),
     }
@@ -107,9 +108,20 @@ class HostBlasExecutor(NumpyExecutor):
     def trsm(
         self, side: Side, uplo: Uplo, trans: Trans, m: int, n: int, alpha: float, a: Ref, b: Ref
     ) -> None:
+        self._triangular("trsm", side, uplo, trans, m, n, alpha, a, b)
+
+    def trmm(
+        self, side: Side, uplo: Uplo, trans: Trans, m: int, n: int, alpha: float, a: Ref, b: Ref
+    ) -> None:
+        self._triangular("trmm", side, uplo, trans, m, n, alpha, a, b)
+
+    def _triangular(
+        self, routine: str, side: Side, uplo: Uplo, trans: Trans, m: int, n: int, alpha: float, a: Ref, b: Ref
+    ) -> None:
+        """``trsm`` or ``trmm`` (the same arguments), non-unit diagonal."""
         k = m if side == "L" else n
         args = _Args(_SCALAR[self.dtype])
-        self._fn["trsm"](
+        self._fn[routine](
             args.char(side),
             args.char(uplo),
             args.char(trans),

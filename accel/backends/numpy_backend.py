@@ -41,7 +41,7 @@ _SYMMETRISE_ROWS = 256
 _LAPACK_POTRF_MAX_N = 512
 #: Largest block of the blocked inverse (b = 512 was fastest at 10,000 items, 256 at 6,000)...
 _CHOLESKY_BLOCK = 512
-#: ...and the smallest, used while n / 16 is below it (so the b × n workspace stays ≤ n²/16).
+#: ...and the smallest, used while n / 16 is below it (the diagonal blocks' serial work stays small).
 _MIN_BLOCK = 64
 #: Rows per fused scoring call: only the progress bar's steps depend on it.
 _FUSED_BATCH_ROWS = 65_536

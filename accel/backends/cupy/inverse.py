@@ -58,6 +58,7 @@ class CupyExecutor:
         self._blas_handle = xp.cuda.device.get_cublas_handle()
         double = self.dtype == np.float64
         self._trsm = cublas.dtrsm if double else cublas.strsm
+        self._trmm = cublas.dtrmm if double else cublas.strmm
         self._gemm = cublas.dgemm if double else cublas.sgemm
         self._syrk = cublas.dsyrk if double else cublas.ssyrk
         self._potrf = cusolver.dpotrf if double else cusolver.spotrf
@@ -112,6 +113,28 @@ class CupyExecutor:
             alpha_host.ctypes.data,
             self._ptr(a),
             a.ld,
+            self._ptr(b),
+            b.ld,
+        )
+
+    def trmm(
+        self, side: str, uplo: str, trans: str, m: int, n: int, alpha: float, a: blocked.Ref, b: blocked.Ref
+    ) -> None:
+        """cuBLAS's TRMM writes to a separate C; passing B as C makes it in place, as BLAS's is."""
+        alpha_host = self._scalar(alpha)
+        self._trmm(
+            self._blas_handle,
+            self._side[side],
+            self._uplo[uplo],
+            self._trans[trans],
+            self._cublas.CUBLAS_DIAG_NON_UNIT,
+            m,
+            n,
+            alpha_host.ctypes.data,
+            self._ptr(a),
+            a.ld,
+            self._ptr(b),
+            b.ld,
             self._ptr(b),
             b.ld,
         )

@@ -47,7 +47,7 @@ class CupyBackend(Backend):
     device:
         CUDA device index (default: CuPy's current device).
     block_size:
-        Panel width of the blocked inverse; its workspace is ``block_size × n`` elements.
+        Panel width of the blocked inverse; its workspace is one ``block_size × block_size`` block.
     math_mode:
         ``"exact"`` (float32/float64 as stored) or ``"tf32"``: TF32 tensor cores in the
         cuBLAS steps of the inverse (≈2× faster on an H100, relative error ~1e-4).

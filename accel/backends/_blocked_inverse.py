@@ -298,24 +298,20 @@ class NumpyExecutor:
     def trsm(
         self, side: Side, uplo: Uplo, trans: Trans, m: int, n: int, alpha: float, a: Ref, b: Ref
     ) -> None:
-        k = m if side == "L" else n
-        b_view = self.view(b, m, n)
-        b_view[...] = self._trsm(
-            alpha,
-            self.view(a, k, k),
-            np.array(b_view, order="F"),
-            side=int(side == "R"),
-            lower=int(uplo == "L"),
-            trans_a=int(trans == "T"),
-            diag=0,
-        )
+        self._triangular(self._trsm, side, uplo, trans, m, n, alpha, a, b)
 
     def trmm(
         self, side: Side, uplo: Uplo, trans: Trans, m: int, n: int, alpha: float, a: Ref, b: Ref
     ) -> None:
+        self._triangular(self._trmm, side, uplo, trans, m, n, alpha, a, b)
+
+    def _triangular(
+        self, routine: Any, side: Side, uplo: Uplo, trans: Trans, m: int, n: int, alpha: float, a: Ref, b: Ref
+    ) -> None:
+        """SciPy's ``trsm`` or ``trmm`` (the same arguments), non-unit diagonal, written back into B."""
         k = m if side == "L" else n
         b_view = self.view(b, m, n)
-        b_view[...] = self._trmm(
+        b_view[...] = routine(
             alpha,
             self.view(a, k, k),
             np.array(b_view, order="F"),

@@ -101,28 +101,30 @@ class CupyExecutor:
     def trsm(
         self, side: str, uplo: str, trans: str, m: int, n: int, alpha: float, a: blocked.Ref, b: blocked.Ref
     ) -> None:
-        alpha_host = self._scalar(alpha)
-        self._trsm(
-            self._blas_handle,
-            self._side[side],
-            self._uplo[uplo],
-            self._trans[trans],
-            self._cublas.CUBLAS_DIAG_NON_UNIT,
-            m,
-            n,
-            alpha_host.ctypes.data,
-            self._ptr(a),
-            a.ld,
-            self._ptr(b),
-            b.ld,
-        )
+        self._triangular(self._trsm, side, uplo, trans, m, n, alpha, a, b)
 
     def trmm(
         self, side: str, uplo: str, trans: str, m: int, n: int, alpha: float, a: blocked.Ref, b: blocked.Ref
     ) -> None:
         """cuBLAS's TRMM writes to a separate C; passing B as C makes it in place, as BLAS's is."""
+        self._triangular(self._trmm, side, uplo, trans, m, n, alpha, a, b, self._ptr(b), b.ld)
+
+    def _triangular(
+        self,
+        routine: Any,
+        side: str,
+        uplo: str,
+        trans: str,
+        m: int,
+        n: int,
+        alpha: float,
+        a: blocked.Ref,
+        b: blocked.Ref,
+        *out: int,
+    ) -> None:
+        """cuBLAS's ``trsm`` or ``trmm`` (which takes ``out``, its C and ldc), non-unit diagonal."""
         alpha_host = self._scalar(alpha)
-        self._trmm(
+        routine(
             self._blas_handle,
             self._side[side],
             self._uplo[uplo],
@@ -135,8 +137,7 @@ class CupyExecutor:
             a.ld,
             self._ptr(b),
             b.ld,
-            self._ptr(b),
-            b.ld,
+            *out,
         )
 
     def gemm(

@@ -14,6 +14,7 @@ import accel
 from accel.backends.restricted_ease import restricted_solves, strongest_cooccurring
 from accel.errors import InputError, InsufficientMemoryError
 from accel.models import sparse_ease
+from accel.models.item_item import cap_rows
 from accel.models.sparse_ease import SparseEASE, weights_per_item
 
 
@@ -116,6 +117,43 @@ def test_closer_to_ease_than_pruning_at_the_same_density(ml100k_X):
     assert ours["recall@20"] > pruned["recall@20"]
 
 
+def reference_cap(S: np.ndarray, cap: int) -> np.ndarray:
+    """Each row's ``cap`` largest-magnitude non-zeros, ties to the lower column, by sorting."""
+    out = np.zeros_like(S)
+    for i, row in enumerate(S):
+        nonzero = np.nonzero(row)[0]
+        order = nonzero[np.lexsort((nonzero, -np.abs(row[nonzero])))][:cap]
+        out[i, order] = row[order]
+    return out
+
+
+@pytest.mark.parametrize("cap", [1, 2, 5, 40])
+def test_cap_rows_keeps_each_rows_largest(cap):
+    rng = np.random.default_rng(cap)
+    dense = np.round(rng.normal(size=(30, 40)), 1)  # one decimal: many ties at the cut
+    dense[rng.random(dense.shape) < 0.5] = 0.0
+    dense[3] = 0.0  # an empty row
+    dense[4, :3] = [0.7, -0.7, 0.7]  # a tie across signs
+    capped = cap_rows(sp.csr_matrix(dense), cap)
+    np.testing.assert_array_equal(capped.toarray(), reference_cap(dense, cap))
+    assert np.diff(capped.indptr).max() <= cap
+    assert capped.has_sorted_indices or capped.nnz == 0
+
+
+def test_capped_rows_are_the_uncapped_models_largest():
+    X = random_interactions(600, 80, 0.08, seed=7)
+    full = SparseEASE(l2=20.0, density=0.3, backend="numpy", dtype="float64").fit(X, show_progress=False)
+    rows = np.diff(full.S_.indptr)
+    cap = int(np.percentile(rows, 50))
+    assert rows.max() > cap  # the cap binds on half the rows
+    capped = SparseEASE(l2=20.0, density=0.3, max_row_weights=cap, backend="numpy", dtype="float64")
+    capped.fit(X, show_progress=False)
+    np.testing.assert_array_equal(capped.S_.toarray(), reference_cap(full.S_.toarray(), cap))
+    assert np.diff(capped.S_.indptr).max() == cap
+    recs, _ = capped.recommend(X[:5], k=5)  # served from the capped weights
+    assert recs.shape == (5, 5)
+
+
 def test_memory_is_linear_in_the_catalogue_and_predicted():
     small = SparseEASE.memory_required(100_000, 5_000_000, density=1e-3, n_threads=2)
     large = SparseEASE.memory_required(1_000_000, 50_000_000, density=1e-4, n_threads=2)
@@ -153,6 +191,9 @@ def test_refused_before_allocating_with_the_numbers(small_X, monkeypatch):
         ({"density": 1.5}, "density must be"),
         ({"gram_factor": 0.5}, "gram_factor must be"),
         ({"gram_factor": float("inf")}, "gram_factor must be"),
+        ({"max_row_weights": 0}, "max_row_weights must be a positive integer"),
+        ({"max_row_weights": 2.5}, "max_row_weights must be a positive integer"),
+        ({"max_row_weights": True}, "max_row_weights must be a positive integer"),
     ],
 )
 def test_bad_parameters(small_X, params, match):
@@ -182,8 +223,22 @@ def test_the_command_line_fits_it(tmp_path):
     log = tmp_path / "log.csv"
     synthetic_interactions(200, 50, mean_per_user=8, seed=1).to_csv(log, index=False)
     out = tmp_path / "model"
-    code = main(["fit", str(log), "--model", "sparse_ease", "--density", "0.1", "--out", str(out)])
+    args = ["fit", str(log), "--model", "sparse_ease", "--density", "0.1", "--max-row-weights", "3"]
+    code = main([*args, "--out", str(out)])
     assert code == 0
     model = accel.load_model(out)
-    assert isinstance(model, SparseEASE) and model.density == 0.1
+    assert isinstance(model, SparseEASE) and model.density == 0.1 and model.max_row_weights == 3
     assert np.diff(model.S_.tocsc().indptr).max() <= weights_per_item(model.n_items_, 0.1)
+    assert np.diff(model.S_.indptr).max() <= 3
+
+
+def test_the_row_cap_is_refused_for_other_models(tmp_path, capsys):
+    from accel.cli import main
+    from accel.data import synthetic_interactions
+
+    log = tmp_path / "log.csv"
+    synthetic_interactions(100, 30, mean_per_user=6, seed=2).to_csv(log, index=False)
+    code = main(["fit", str(log), "--model", "ease", "--max-row-weights", "3", "--out", str(tmp_path / "m")])
+    assert code == 2
+    assert "--max-row-weights applies to --model sparse_ease, not ease" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()

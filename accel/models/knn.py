@@ -189,11 +189,22 @@ class _KNN(Recommender):
     def _similarity(
         self, matrix1: sp.csr_matrix, matrix2: sp.csr_matrix, show_progress: bool
     ) -> sp.csr_matrix:
-        """``similaripy.<similarity>(matrix1, matrix2, ...)`` as a CSR matrix of ``dtype_``."""
+        """``similaripy.<similarity>(matrix1, matrix2, ...)`` as a CSR matrix of ``dtype_``.
+
+        Only the non-empty rows of ``matrix1`` and columns of ``matrix2`` go to similaripy
+        (an empty one has no similarity to anything): similaripy 0.7 sums rows with
+        ``np.add.reduceat`` over the row pointers, which raises on trailing empty rows
+        (an item of the catalogue that no training user has) and misreads inner ones.
+        """
+        rows = np.flatnonzero(np.diff(matrix1.indptr))
+        columns = np.flatnonzero(np.bincount(matrix2.indices, minlength=matrix2.shape[1]))
+        shape = (matrix1.shape[0], matrix2.shape[1])
+        if rows.size == 0 or columns.size == 0:
+            return sp.csr_matrix(shape, dtype=self.dtype_)
         function = getattr(_similaripy(), self.similarity)
         result = function(
-            sp.csr_array(matrix1),
-            sp.csr_array(matrix2),
+            sp.csr_array(matrix1[rows]),
+            sp.csr_array(matrix2[:, columns]),
             k=int(self.k),
             shrink=float(self.shrink),
             shrink_type=self.shrink_type,
@@ -202,7 +213,10 @@ class _KNN(Recommender):
             format_output="csr",
             **self.method_params(),
         )
-        return sp.csr_matrix(result, dtype=self.dtype_)
+        found = sp.coo_matrix(result)
+        return sp.csr_matrix(
+            (found.data, (rows[found.row], columns[found.col])), shape=shape, dtype=self.dtype_
+        )
 
 
 class ItemKNN(SparseItemItem, _KNN):
@@ -259,8 +273,6 @@ class UserKNN(_KNN):
 
     def _neighbours(self, X: sp.csr_matrix) -> sp.csr_matrix:
         """Rows × training users similarities, the top ``k`` per row (host CSR)."""
-        if X.nnz == 0:  # similaripy cannot take a batch of empty rows; they have no neighbours
-            return sp.csr_matrix((X.shape[0], self.n_users_), dtype=self.dtype_)
         return self._similarity(X, self.X_train_T_, show_progress=False)
 
     def _sparse_factors(

@@ -196,15 +196,28 @@ class _KNN(Recommender):
         ``np.add.reduceat`` over the row pointers, which raises on trailing empty rows
         (an item of the catalogue that no training user has) and misreads inner ones.
         """
-        rows = np.flatnonzero(np.diff(matrix1.indptr))
-        columns = np.flatnonzero(np.bincount(matrix2.indices, minlength=matrix2.shape[1]))
+        lengths = np.diff(matrix1.indptr)
+        rows = np.flatnonzero(lengths)
+        counts = np.bincount(matrix2.indices, minlength=matrix2.shape[1])
+        columns = np.flatnonzero(counts)
         shape = (matrix1.shape[0], matrix2.shape[1])
         if rows.size == 0 or columns.size == 0:
             return sp.csr_matrix(shape, dtype=self.dtype_)
+        whole = rows.size == shape[0] and columns.size == shape[1]
+        if not whole:  # drop the empty rows by their pointers and renumber the columns: no copy of values
+            indptr = np.concatenate(([0], np.cumsum(lengths[rows])))
+            matrix1 = sp.csr_matrix(
+                (matrix1.data, matrix1.indices, indptr), shape=(rows.size, matrix1.shape[1])
+            )
+            renumber = np.cumsum(counts > 0) - 1
+            matrix2 = sp.csr_matrix(
+                (matrix2.data, renumber[matrix2.indices], matrix2.indptr),
+                shape=(matrix2.shape[0], columns.size),
+            )
         function = getattr(_similaripy(), self.similarity)
         result = function(
-            sp.csr_array(matrix1[rows]),
-            sp.csr_array(matrix2[:, columns]),
+            sp.csr_array(matrix1),
+            sp.csr_array(matrix2),
             k=int(self.k),
             shrink=float(self.shrink),
             shrink_type=self.shrink_type,
@@ -213,10 +226,12 @@ class _KNN(Recommender):
             format_output="csr",
             **self.method_params(),
         )
-        found = sp.coo_matrix(result)
-        return sp.csr_matrix(
-            (found.data, (rows[found.row], columns[found.col])), shape=shape, dtype=self.dtype_
-        )
+        found = sp.csr_matrix(result, dtype=self.dtype_)
+        if whole:
+            return found
+        indptr = np.zeros(shape[0] + 1, dtype=np.int64)
+        indptr[rows + 1] = np.diff(found.indptr)
+        return sp.csr_matrix((found.data, columns[found.indices], np.cumsum(indptr)), shape=shape)
 
 
 class ItemKNN(SparseItemItem, _KNN):

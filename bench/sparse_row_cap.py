@@ -31,9 +31,10 @@ from past_n2 import holdout, load_dataset, scores  # noqa: E402
 
 from accel import SparseEASE  # noqa: E402
 from accel.bench.report import machine_info, write_json  # noqa: E402
+from accel.models.sparse_ease import weights_per_item  # noqa: E402
 
 RESULTS = HERE / "results" / "past-n2" / "row-cap.json"
-#: (dataset, density or None for 100 weights per item, λ).
+#: (dataset, density, λ) of the small logs; the scale logs keep 100 weights per item.
 SMALL = (("ml-100k", 0.06, 200.0), ("synthetic-100k-10k", 0.005, 500.0))
 SCALE_L2 = 200.0
 CAPS = (None, 10, 3, 1)  # multiples of m
@@ -51,7 +52,7 @@ def measure(name: str, X: sp.csr_matrix, density: float, l2: float) -> list[dict
     users = np.nonzero(np.diff(test.indptr) > 0)[0]
     if users.size > SCORED_USERS:
         users = np.sort(np.random.default_rng(3).choice(users, SCORED_USERS, replace=False))
-    m = int(np.ceil(density * X.shape[1]))
+    m = weights_per_item(X.shape[1], density)
     rows = []
     for factor in CAPS:
         cap = None if factor is None else factor * m

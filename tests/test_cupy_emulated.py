@@ -115,15 +115,19 @@ def make_libraries(device: Device) -> tuple[Any, Any, dict]:
         assert trans in (OP_N, OP_T)
         return matrix.T if trans == OP_T else matrix
 
+    def triangular(side, uplo, trans, m, n, a, lda, b, ldb, dtype):
+        """``op(A)`` (its triangle, in float64) and the m × n ``B`` of a TRSM or TRMM call."""
+        assert side in (SIDE_LEFT, SIDE_RIGHT)
+        k = m if side == SIDE_LEFT else n
+        A = device.matrix(a, k, k, lda, dtype)
+        tri = np.tril(A) if uplo == FILL_LOWER else np.triu(A)
+        return op(tri, trans).astype(np.float64), device.matrix(b, m, n, ldb, dtype)
+
     def trsm(dtype: Any):
         def run(handle, side, uplo, trans, diag, m, n, alpha, a, lda, b, ldb):
-            assert handle == 11 and diag == DIAG_NON_UNIT and side in (SIDE_LEFT, SIDE_RIGHT)
+            assert handle == 11 and diag == DIAG_NON_UNIT
             call("trsm")
-            k = m if side == SIDE_LEFT else n
-            A = device.matrix(a, k, k, lda, dtype)
-            B = device.matrix(b, m, n, ldb, dtype)
-            tri = np.tril(A) if uplo == FILL_LOWER else np.triu(A)
-            opA = op(tri, trans).astype(np.float64)
+            opA, B = triangular(side, uplo, trans, m, n, a, lda, b, ldb, dtype)
             solved = np.linalg.solve(opA, B) if side == SIDE_LEFT else np.linalg.solve(opA.T, B.T).T
             B[...] = host_scalar(alpha, np.dtype(dtype)) * solved
 
@@ -131,13 +135,9 @@ def make_libraries(device: Device) -> tuple[Any, Any, dict]:
 
     def trmm(dtype: Any):
         def run(handle, side, uplo, trans, diag, m, n, alpha, a, lda, b, ldb, c, ldc):
-            assert handle == 11 and diag == DIAG_NON_UNIT and side in (SIDE_LEFT, SIDE_RIGHT)
+            assert handle == 11 and diag == DIAG_NON_UNIT
             call("trmm")
-            k = m if side == SIDE_LEFT else n
-            A = device.matrix(a, k, k, lda, dtype)
-            B = device.matrix(b, m, n, ldb, dtype)
-            tri = np.tril(A) if uplo == FILL_LOWER else np.triu(A)
-            opA = op(tri, trans).astype(np.float64)
+            opA, B = triangular(side, uplo, trans, m, n, a, lda, b, ldb, dtype)
             product = opA @ B if side == SIDE_LEFT else B @ opA
             device.matrix(c, m, n, ldc, dtype)[...] = host_scalar(alpha, np.dtype(dtype)) * product
 
@@ -342,6 +342,7 @@ def test_tf32_rank_updates_run_as_gemms(
     want = np.linalg.inv(A)
     assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
     assert "syrk" not in state["calls"] and "gemm" in state["calls"]
+    assert ("potrf" in state["calls"]) == (not whole_potrf)
     _A, _got, exact = run_inverse(203, 48, np.float32, whole_potrf=whole_potrf)
     assert "syrk" in exact["calls"]  # exact mode keeps cuBLAS's SYRK
 

@@ -154,7 +154,7 @@ def invert_lower_triangular(
     factor) and then take ``T[r:, j] = −L[r:, j] · L_jj⁻¹`` in its place (TRSM);
     finally ``L_jj`` itself is inverted by a triangular solve against the identity.
     The zeros above the diagonal of each inverted diagonal block let
-    :func:`lower_gram_inplace` use a plain GEMM.
+    :func:`lower_gram_inplace` take each block row whole.
     """
     xp = ex.xp
     work = ex.empty(min(block, n) ** 2)

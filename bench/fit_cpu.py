@@ -9,8 +9,9 @@ figure is also a ratio to the dense rate of the same moment. Configurations:
   at 1 and 2 threads, quiet and with a busy core beside it (a CPU-bound process);
   per step (Gram, factorisation, triangular inverse, ``LᵀL``, scaling) seconds and
   GFLOP/s, taken from the fit's own progress hook;
-* ``inverse``: the blocked inverse against LAPACK ``potrf`` + ``potri`` at 6,000 and
-  10,000 items (and block sizes), to place the crossover;
+* ``inverse``: the inverse alone at 6,000 and 10,000 items, quiet and busy: LAPACK ``potrf`` +
+  ``potri``, the blocked inverse on whole threaded-BLAS calls, and the blocked inverse as the fit
+  runs it (its calls cut into tiles for the thread pool, :mod:`accel.backends.tiled_blas`);
 * ``irspack``: irspack 0.5.x's EASE (``DenseSLIMRecommender``) on the same matrix, installed by this
   script in ``bench/.envs/irspack`` (skipped with the reason when that fails);
 * ``seed`` / ``accel6k``: the seed recipe (dense float64 Gram, ``np.linalg.inv``) and
@@ -136,11 +137,15 @@ def worker_accel(data: str, threads: int) -> dict[str, Any]:
     }
 
 
-def worker_inverse(n: int, threads: int, path: str, block: int) -> dict[str, Any]:
-    """The inverse of an EASE-shaped ``G + λI`` alone: threaded LAPACK (``path="lapack"``) or in blocks."""
+def worker_inverse(n: int, threads: int, path: str) -> dict[str, Any]:
+    """The inverse of an EASE-shaped ``G + λI`` alone, by ``path``: ``lapack`` (one threaded ``potrf`` +
+    ``potri``), ``blas-threads`` (the blocked inverse on whole calls of the threaded BLAS) or ``tiles``
+    (the blocked inverse as the fit runs it: each call cut into tiles for the thread pool)."""
     import numpy as np
 
+    from accel.backends import _blocked_inverse as blocked
     from accel.backends import numpy_backend as nb
+    from accel.backends.host_blas import HostBlasExecutor
     from accel.backends.threads import blas_threads
 
     sys.path.insert(0, str(HERE))
@@ -152,11 +157,13 @@ def worker_inverse(n: int, threads: int, path: str, block: int) -> dict[str, Any
     _limit_blas(threads)
     rate = _sgemm_rate()
     backend = nb.NumpyBackend(threads)
-    nb._LAPACK_POTRF_MAX_N, nb._CHOLESKY_BLOCK, nb._MIN_BLOCK = 0, block, block  # exactly this block
     start = time.perf_counter()
-    if path == "lapack":  # one threaded potrf + potri, as the fit ran them before the blocked inverse
+    if path == "lapack":
         with blas_threads(threads):
             backend._lapack_inverse(G, lambda done, total: None)
+    elif path == "blas-threads":
+        with blas_threads(threads):
+            blocked.spd_inverse_flat(HostBlasExecutor(G.dtype), G.reshape(-1), n, nb._inverse_block(n), True)
     else:
         backend.spd_inverse_inplace(G)
     seconds = time.perf_counter() - start
@@ -326,11 +333,12 @@ def plan(paths: dict[str, str], irspack: str | None, quick: bool) -> list[tuple[
         configs.append((f"seed6k 2t {tag}", me, "seed", busy, {"data": paths["6k"], "threads": 2}))
         configs.append((f"accel6k 2t {tag}", me, "accel", busy, {"data": paths["6k"], "threads": 2}))
     for n in sizes:
-        for path, block in (("lapack", 0), ("blocked", 256), ("blocked", 512), ("blocked", 1024)):
-            label = f"inverse {n} {path}" + (f" b{block}" if block else "")
-            configs.append(
-                (label, me, "inverse", False, {"n": n, "threads": 2, "path": path, "block": block or 512})
-            )
+        for path in ("lapack", "blas-threads", "tiles"):
+            kwargs = {"n": n, "threads": 2, "path": path}
+            configs.append((f"inverse {n} {path} quiet", me, "inverse", False, kwargs))
+        for path in ("blas-threads", "tiles"):
+            kwargs = {"n": n, "threads": 2, "path": path}
+            configs.append((f"inverse {n} {path} busy", me, "inverse", True, kwargs))
     return configs
 
 
@@ -384,6 +392,16 @@ def summarise(runs: dict[str, list[dict]]) -> dict[str, Any]:
         "busy_slowdown_accel_10k_2t": ratio("accel 2t busy", "accel 2t quiet"),
         "busy_slowdown_accel_10k_1t": ratio("accel 1t busy", "accel 1t quiet"),
         "busy_slowdown_irspack_10k": ratio("irspack 2t busy", "irspack 2t quiet"),
+        **{
+            f"inverse_{n}_{kind}_{path}": ratio(f"inverse {n} {path} {kind}", f"inverse {n} blas-threads {kind}")
+            for n in (6000, 10_000)
+            for path, kind in (("tiles", "quiet"), ("tiles", "busy"), ("lapack", "quiet"))
+        },
+        **{
+            f"busy_slowdown_inverse_{n}_{path}": ratio(f"inverse {n} {path} busy", f"inverse {n} {path} quiet")
+            for n in (6000, 10_000)
+            for path in ("blas-threads", "tiles")
+        },
     }
     return {"medians": med, "targets": targets}
 

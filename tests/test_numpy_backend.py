@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -187,3 +189,28 @@ def test_blocked_cholesky_reports_the_failing_minor(monkeypatch):
     A[20, 20] = -1.0
     with pytest.raises(np.linalg.LinAlgError, match="leading minor 21 of 30"):
         NumpyBackend().spd_inverse_inplace(A)
+
+
+def _vm_flags_at(address: int) -> list[str]:
+    """The VmFlags of the mapping of this process that holds ``address`` (Linux /proc)."""
+    inside, flags = False, []
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split()[0]
+        if "-" in head and not head.endswith(":"):
+            lo, hi = (int(x, 16) for x in head.split("-"))
+            inside = lo <= address < hi
+        elif inside and head == "VmFlags:":
+            flags = line.split()[1:]
+    return flags
+
+
+@pytest.mark.skipif(
+    not Path("/sys/kernel/mm/transparent_hugepage").exists(), reason="needs Linux with transparent huge pages"
+)
+def test_the_n2_buffer_is_on_small_pages_from_its_threshold(backend) -> None:
+    big = backend.empty((4096, 4096), np.float32)  # 64 MiB
+    small = backend.empty((64, 64), np.float32)
+    assert big.shape == (4096, 4096) and big.flags.c_contiguous and big.flags.writeable
+    big[...] = 1.0
+    assert float(big.sum(dtype=np.float64)) == 4096.0**2
+    assert "nh" in _vm_flags_at(big.ctypes.data) and small.shape == (64, 64)

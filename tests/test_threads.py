@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 from conftest import random_interactions
@@ -10,6 +12,8 @@ from threadpoolctl import threadpool_info
 
 import accel
 from accel.backends import numpy_backend as nb
+from accel.backends import tiled_blas
+from accel.backends.host_blas import HostBlasExecutor
 from accel.backends.threads import blas_threads, host_threads, run_parallel
 
 
@@ -39,21 +43,31 @@ def test_inline_work_gets_the_callers_thread_count() -> None:
     assert set(seen[0]) == {3}
 
 
+@pytest.mark.parametrize("n_threads", [1, 2])
 @pytest.mark.parametrize("lapack_max_n", [10, 10_000])
-def test_ease_n_threads_caps_the_blas_during_the_inverse(monkeypatch, lapack_max_n: int) -> None:
+def test_ease_n_threads_caps_the_threads_of_the_inverse(
+    monkeypatch, lapack_max_n: int, n_threads: int
+) -> None:
+    """Blocked: at most n_threads threads call the BLAS, one BLAS thread each; LAPACK: one thread."""
     monkeypatch.setattr(nb, "_LAPACK_POTRF_MAX_N", lapack_max_n)
     monkeypatch.setattr(nb, "_CHOLESKY_BLOCK", 16)
-    seen: list[list[int]] = []
-    real = nb.NumpyBackend._spd_inverse
+    monkeypatch.setattr(tiled_blas, "MIN_TILE", 8)
+    seen: list[tuple[str, list[int]]] = []
 
-    def spy(self, A, on_block):
-        seen.append(blas_counts())
-        return real(self, A, on_block)
+    def spying(real):
+        def spy(*args, **kwargs):
+            seen.append((threading.current_thread().name, blas_counts()))
+            return real(*args, **kwargs)
 
-    monkeypatch.setattr(nb.NumpyBackend, "_spd_inverse", spy)
+        return spy
+
+    for name in ("gemm", "syrk", "trsm", "trmm"):
+        monkeypatch.setattr(HostBlasExecutor, name, spying(getattr(HostBlasExecutor, name)))
+    monkeypatch.setattr(nb.NumpyBackend, "_lapack_inverse", spying(nb.NumpyBackend._lapack_inverse))
     X = random_interactions(300, 70, 0.08, seed=2)
-    model = accel.EASE(l2=20.0, backend="numpy", n_threads=1).fit(X, show_progress=False)
-    assert seen == [[1] * len(seen[0])] and model.backend_.n_threads == 1
+    model = accel.EASE(l2=20.0, backend="numpy", n_threads=n_threads).fit(X, show_progress=False)
+    assert seen and all(set(counts) == {1} for _, counts in seen)
+    assert 1 <= len({thread for thread, _ in seen}) <= n_threads and model.backend_.n_threads == n_threads
     assert rel_err(model.B_, reference_B(X, 20.0)) < 1e-4
 
 

@@ -60,6 +60,11 @@ class Ref:
     off: int
     ld: int
 
+    def check_inside(self, rows: int, cols: int) -> None:
+        """Raise ``ValueError`` unless the ``rows × cols`` operand here lies inside ``buf``."""
+        if rows and cols and (self.off < 0 or self.off + (cols - 1) * self.ld + rows > self.buf.size):
+            raise ValueError(f"a {rows} × {cols} operand at offset {self.off} overruns its buffer")
+
 
 class BlasExecutor(Protocol):
     """The few dense kernels the algorithm needs, with BLAS (column-major) semantics.

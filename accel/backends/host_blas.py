@@ -89,8 +89,7 @@ class HostBlasExecutor(NumpyExecutor):
         buf = ref.buf
         if buf.dtype != self.dtype or not buf.flags.c_contiguous or buf.ndim != 1 or not buf.flags.writeable:
             raise ValueError("operands must be flat, contiguous, writable arrays of the executor's dtype")
-        if rows and cols and (ref.off < 0 or ref.off + (cols - 1) * ref.ld + rows > buf.size):
-            raise ValueError(f"a {rows} × {cols} operand at offset {ref.off} overruns its buffer")
+        ref.check_inside(rows, cols)
         return int(buf.ctypes.data) + ref.off * self.dtype.itemsize
 
     def potrf(self, n: int, a: Ref) -> int:

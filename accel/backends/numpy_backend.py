@@ -2,10 +2,13 @@
 
 SciPy's sparse kernels release the GIL, so the Gram matrix and sparse × dense
 products are split over a thread pool (``n_threads``, default one per usable core);
-the inverse runs on the BLAS library's own threads, capped at the same number.
+so is the inverse, as tiles of single-threaded BLAS calls (:mod:`accel.backends.tiled_blas`).
 """
 
 from __future__ import annotations
+
+import contextlib
+import mmap
 
 import numpy as np
 import scipy.sparse as sp
@@ -16,6 +19,7 @@ from accel.backends.base import Backend
 from accel.backends.host_blas import HostBlasExecutor
 from accel.backends.sparse_gram import gram_into
 from accel.backends.threads import blas_threads, host_threads, row_chunks, run_parallel
+from accel.backends.tiled_blas import tiled
 from accel.memory import available_host_memory
 
 #: The compiled Gram (:mod:`accel.backends.sparse_gram`, 2-4× faster than SciPy's product) runs when
@@ -33,7 +37,8 @@ _BYTES_PER_PRODUCT = 16
 _SYMMETRISE_ROWS = 256
 #: Largest n inverted by one LAPACK ``potrf`` + ``potri`` pair, on one thread; larger matrices run
 #: the blocked inverse of :mod:`accel.backends._blocked_inverse` (blocks: :func:`_inverse_block`)
-#: on SciPy's BLAS without copies (:mod:`accel.backends.host_blas`). bench/fit_cpu.py measured
+#: on SciPy's BLAS without copies (:mod:`accel.backends.host_blas`), each call cut into tiles for the
+#: thread pool (:mod:`accel.backends.tiled_blas`). bench/fit_cpu.py measured
 #: OpenBLAS's threaded ``potri`` 5-20× slower than the blocked inverse from 1,000 to 10,000 items
 #: on a shared 2-core machine (its threads wait on each other when a core is busy). The blocked
 #: inverse also returns to Python between blocks (progress, Ctrl-C) and avoids OpenBLAS 0.3.30's
@@ -43,8 +48,29 @@ _LAPACK_POTRF_MAX_N = 512
 _CHOLESKY_BLOCK = 512
 #: ...and the smallest, used while n / 16 is below it (the diagonal blocks' serial work stays small).
 _MIN_BLOCK = 64
+#: Buffers from this size up are mapped on 4 KiB pages (:func:`_small_page_empty`).
+_SMALL_PAGES_MIN_BYTES = 32 << 20
 #: Rows per fused scoring call: only the progress bar's steps depend on it.
 _FUSED_BATCH_ROWS = 65_536
+
+
+def _small_page_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """An uninitialised array; from :data:`_SMALL_PAGES_MIN_BYTES` up, on 4 KiB pages where Linux allows.
+
+    NumPy asks Linux for transparent huge pages on large arrays, and where the kernel
+    compacts memory to find them at the first touch (``defrag`` set to ``madvise``, its
+    default), touching a fresh 400 MB buffer took 0.05-1.2 s, against 0.26 s on 4 KiB
+    pages (0.13 s from 2 threads, as the Gram writes it); the inverse ran no faster
+    on huge pages. The buffer is an anonymous mapping with huge pages refused, unmapped
+    when the array is freed.
+    """
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    if nbytes < _SMALL_PAGES_MIN_BYTES or not hasattr(mmap, "MADV_NOHUGEPAGE"):
+        return np.empty(shape, dtype=dtype)
+    mapping = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    with contextlib.suppress(OSError):  # a kernel without transparent huge pages refuses the advice
+        mapping.madvise(mmap.MADV_NOHUGEPAGE)
+    return np.frombuffer(mapping, dtype=dtype).reshape(shape)
 
 
 def _inverse_block(n: int) -> int:
@@ -87,7 +113,7 @@ class NumpyBackend(Backend):
         return X if X.dtype == dtype else X.astype(dtype)
 
     def empty(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        return np.empty(shape, dtype=dtype)
+        return _small_page_empty(shape, dtype)
 
     # ---- memory ----------------------------------------------------------
     def free_memory(self) -> int:
@@ -136,14 +162,10 @@ class NumpyBackend(Backend):
         """
         if not A.flags.c_contiguous:
             raise ValueError("spd_inverse_inplace needs a C-contiguous array")
-        with blas_threads(self.n_threads):
-            return self._spd_inverse(A, on_block)
-
-    def _spd_inverse(self, A: np.ndarray, on_block: blocked.OnBlock | None) -> np.ndarray:
         n = A.shape[0]
         if n > _LAPACK_POTRF_MAX_N:
-            executor = HostBlasExecutor(A.dtype)
-            blocked.spd_inverse_flat(executor, A.reshape(-1), n, _inverse_block(n), True, on_block)
+            with tiled(HostBlasExecutor(A.dtype), self.n_threads) as executor:
+                blocked.spd_inverse_flat(executor, A.reshape(-1), n, _inverse_block(n), True, on_block)
             return A
         with blas_threads(1):
             return self._lapack_inverse(A, on_block or (lambda done, total: None))

@@ -392,13 +392,17 @@ def summarise(runs: dict[str, list[dict]]) -> dict[str, Any]:
         "busy_slowdown_accel_10k_2t": ratio("accel 2t busy", "accel 2t quiet"),
         "busy_slowdown_accel_10k_1t": ratio("accel 1t busy", "accel 1t quiet"),
         "busy_slowdown_irspack_10k": ratio("irspack 2t busy", "irspack 2t quiet"),
-        **{
-            f"inverse_{n}_{kind}_{path}": ratio(f"inverse {n} {path} {kind}", f"inverse {n} blas-threads {kind}")
+        **{  # the inverse alone, each path against the blocked inverse on whole threaded-BLAS calls
+            f"inverse_{n}_{kind}_{path}": ratio(
+                f"inverse {n} {path} {kind}", f"inverse {n} blas-threads {kind}"
+            )
             for n in (6000, 10_000)
             for path, kind in (("tiles", "quiet"), ("tiles", "busy"), ("lapack", "quiet"))
         },
         **{
-            f"busy_slowdown_inverse_{n}_{path}": ratio(f"inverse {n} {path} busy", f"inverse {n} {path} quiet")
+            f"busy_slowdown_inverse_{n}_{path}": ratio(
+                f"inverse {n} {path} busy", f"inverse {n} {path} quiet"
+            )
             for n in (6000, 10_000)
             for path in ("blas-threads", "tiles")
         },

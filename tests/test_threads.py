@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -115,3 +116,18 @@ def test_the_command_line_sets_n_threads(tmp_path, capsys) -> None:
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
         assert not (tmp_path / "refused").exists()
+
+
+def test_an_error_cancels_the_items_not_started() -> None:
+    """After one item fails, the pool runs only what had started: Ctrl-C and errors return promptly."""
+    started: list[int] = []
+
+    def work(item: int) -> None:
+        started.append(item)
+        if item == 0:
+            raise RuntimeError("item 0 failed")
+        time.sleep(0.01)
+
+    with pytest.raises(RuntimeError, match="item 0 failed"):
+        run_parallel(work, range(200), 2)
+    assert len(started) < 50

@@ -13,7 +13,7 @@ import os
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import cache
 from typing import Any, TypeVar
@@ -92,5 +92,18 @@ def run_parallel(fn: Callable[[T], object], items: Iterable[T], n_threads: int) 
                 fn(item)
         return
     with blas_threads(1), ThreadPoolExecutor(min(n_threads, len(items))) as pool:
-        for _ in pool.map(fn, items):
-            pass
+        wait_all([pool.submit(fn, item) for item in items])
+
+
+def wait_all(futures: list[Future[Any]]) -> None:
+    """Wait for every future, in order; on the first error (or Ctrl-C) the ones not started are cancelled.
+
+    The error is re-raised once the call returns, so a pool closing after it waits for the
+    few tasks already running, not for all that were queued.
+    """
+    try:
+        for future in futures:
+            future.result()
+    finally:
+        for future in futures:
+            future.cancel()

@@ -6,9 +6,9 @@ a CPU-bound process, as much as a single-threaded one). Here every GEMM, SYRK, T
 and TRMM of :mod:`accel.backends._blocked_inverse` is cut into independent tiles of
 its output, each a single-threaded BLAS call, handed out largest first to
 ``n_threads`` workers: a worker on a busy core takes fewer tiles and the others
-take the rest. SYRK becomes GEMM tiles off its diagonal, which BLAS runs faster
-than SYRK itself. Each output element is computed by exactly one tile, with the
-same inner sums as the whole call. Every operand of a call is checked to lie inside
+take the rest. SYRK becomes GEMM tiles off its diagonal and small SYRKs on it.
+Each output element is computed by exactly one tile, over the whole inner
+dimension, as in the undivided call. Every operand of a call is checked to lie inside
 its buffer before any tile runs, so a refused call writes nothing.
 """
 
@@ -17,12 +17,12 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
 from accel.backends._blocked_inverse import BlasExecutor, Ref, Side, Trans, Uplo
-from accel.backends.threads import blas_threads
+from accel.backends.threads import blas_threads, wait_all
 
 #: Longest side of an output tile. On 2 cores, 1536-wide tiles (with a 512-deep inner product) ran
 #: the 6,000-item inverse within 5% of OpenBLAS's threaded calls when both cores were free and 18%
@@ -93,13 +93,7 @@ class TiledExecutor:
             calls[0][1]()
             return
         calls.sort(key=lambda call: -call[0])
-        futures: list[Future[None]] = [self.pool.submit(fn) for _, fn in calls]
-        try:
-            for future in futures:
-                future.result()
-        finally:
-            for future in futures:
-                future.cancel()
+        wait_all([self.pool.submit(fn) for _, fn in calls])
 
     def gemm(
         self,

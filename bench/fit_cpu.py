@@ -343,18 +343,29 @@ def plan(paths: dict[str, str], irspack: str | None, quick: bool) -> list[tuple[
 
 
 def interrupt_latency(data: str, wait: float) -> dict[str, Any]:
-    """Seconds from SIGINT (sent ``wait`` s into a fit, in its inverse) to the fitting process's exit."""
+    """Seconds from SIGINT (sent ``wait`` s into a fit, in its inverse) to the fitting process's exit.
+
+    The child gets SIGINT's default action back before it starts: a shell running this script in
+    the background hands it down ignored, and Python then installs no KeyboardInterrupt.
+    """
     code = (
         f"import scipy.sparse as sp, accel; X = sp.load_npz({data!r}).tocsr(); "
         f"accel.EASE(l2={L2!r}, backend='numpy').fit(X, show_progress=False)"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.DEVNULL, cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     time.sleep(wait)
     if proc.poll() is not None:
         return {"status": "failed", "reason": f"the fit ended within {wait} s"}
     sent = time.perf_counter()
     proc.send_signal(signal.SIGINT)
-    proc.wait()
+    code_at_exit = proc.wait()
+    if code_at_exit == 0:
+        return {"status": "failed", "reason": "the fit ran to its end: SIGINT did not stop it"}
     return {"status": "ok", "seconds_to_exit": time.perf_counter() - sent, "sent_after_s": wait}
 
 

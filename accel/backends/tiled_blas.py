@@ -19,6 +19,7 @@ import math
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 from accel.backends._blocked_inverse import BlasExecutor, Ref, Side, Trans, Uplo
@@ -117,12 +118,9 @@ class TiledExecutor:
             a_i = _at(a, i, 0) if transa == "N" else _at(a, 0, i)
             for j, nj in _cuts(n, tile):
                 b_j = _at(b, 0, j) if transb == "N" else _at(b, j, 0)
-                calls.append(
-                    (
-                        mi * nj * k,
-                        _bind(self.base.gemm, transa, transb, mi, nj, k, alpha, a_i, b_j, beta, _at(c, i, j)),
-                    )
-                )
+                c_ij = _at(c, i, j)
+                call = partial(self.base.gemm, transa, transb, mi, nj, k, alpha, a_i, b_j, beta, c_ij)
+                calls.append((mi * nj * k, call))
         self._run(calls)
 
     def syrk(
@@ -137,14 +135,14 @@ class TiledExecutor:
         for i, ni in cuts:
             a_i = _at(a, i, 0) if trans == "N" else _at(a, 0, i)
             calls.append(
-                (ni * ni * k / 2, _bind(self.base.syrk, uplo, trans, ni, k, alpha, a_i, beta, _at(c, i, i)))
+                (ni * ni * k / 2, partial(self.base.syrk, uplo, trans, ni, k, alpha, a_i, beta, _at(c, i, i)))
             )
             for j, nj in cuts:
                 if j >= i:
                     break
                 a_j = _at(a, j, 0) if trans == "N" else _at(a, 0, j)
                 first, second = ("N", "T") if trans == "N" else ("T", "N")
-                call = _bind(self.base.gemm, first, second, ni, nj, k, alpha, a_i, a_j, beta, _at(c, i, j))
+                call = partial(self.base.gemm, first, second, ni, nj, k, alpha, a_i, a_j, beta, _at(c, i, j))
                 calls.append((ni * nj * k, call))
         self._run(calls)
 
@@ -171,21 +169,18 @@ class TiledExecutor:
         b: Ref,
     ) -> None:
         """TRSM or TRMM: B's rows (side R) or columns (side L) are independent, so they are the tiles."""
-        a.check_inside(*(2 * (m if side == "L" else n,)))
+        order = m if side == "L" else n  # A is order × order
+        a.check_inside(order, order)
         b.check_inside(m, n)
         calls: list[_Call] = []
         tile = self._tile(m * n)
         if side == "R":
             for i, mi in _cuts(m, tile):
-                calls.append((mi * n * n, _bind(routine, side, uplo, trans, mi, n, alpha, a, _at(b, i, 0))))
+                calls.append((mi * n * n, partial(routine, side, uplo, trans, mi, n, alpha, a, _at(b, i, 0))))
         else:
             for j, nj in _cuts(n, tile):
-                calls.append((m * m * nj, _bind(routine, side, uplo, trans, m, nj, alpha, a, _at(b, 0, j))))
+                calls.append((m * m * nj, partial(routine, side, uplo, trans, m, nj, alpha, a, _at(b, 0, j))))
         self._run(calls)
-
-
-def _bind(fn: Callable[..., None], *args: Any) -> Callable[[], None]:
-    return lambda: fn(*args)
 
 
 @contextmanager

@@ -132,6 +132,8 @@ class TiledExecutor:
         c.check_inside(n, n)
         calls: list[_Call] = []
         cuts = _cuts(n, self._tile(n * n / 2))
+        # Below the diagonal, C[i, j] = op(A)[i] · op(A)[j]ᵀ: one GEMM, A's tile i and then tile j transposed.
+        transposes: tuple[Trans, Trans] = ("N", "T") if trans == "N" else ("T", "N")
         for i, ni in cuts:
             a_i = _at(a, i, 0) if trans == "N" else _at(a, 0, i)
             calls.append(
@@ -141,8 +143,7 @@ class TiledExecutor:
                 if j >= i:
                     break
                 a_j = _at(a, j, 0) if trans == "N" else _at(a, 0, j)
-                first, second = ("N", "T") if trans == "N" else ("T", "N")
-                call = partial(self.base.gemm, first, second, ni, nj, k, alpha, a_i, a_j, beta, _at(c, i, j))
+                call = partial(self.base.gemm, *transposes, ni, nj, k, alpha, a_i, a_j, beta, _at(c, i, j))
                 calls.append((ni * nj * k, call))
         self._run(calls)
 

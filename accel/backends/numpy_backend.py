@@ -60,9 +60,9 @@ def _small_page_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     NumPy asks Linux for transparent huge pages on large arrays, and where the kernel
     compacts memory to find them at the first touch (``defrag`` set to ``madvise``, its
     default), filling a fresh 400 MB buffer took 0.87-1.47 s from one thread and 0.04-0.60 s
-    from two, against 0.24-0.31 s and 0.13-0.18 s on 4 KiB pages (bench/first_touch.py); the
-    inverse ran no faster on huge pages (measured apart). The buffer is an anonymous mapping with huge pages
-    refused, unmapped when the array is freed.
+    from two, against 0.24-0.31 s and 0.13-0.18 s on 4 KiB pages (bench/first_touch.py, 2-core
+    AMD EPYC). The buffer is an anonymous mapping with huge pages refused, unmapped when the
+    array is freed.
     """
     nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
     if nbytes < _SMALL_PAGES_MIN_BYTES or not hasattr(mmap, "MADV_NOHUGEPAGE"):

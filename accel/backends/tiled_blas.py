@@ -25,10 +25,9 @@ from typing import Any
 from accel.backends._blocked_inverse import BlasExecutor, Ref, Side, Trans, Uplo
 from accel.backends.threads import blas_threads, wait_all
 
-#: Longest side of an output tile. On 2 cores (bench/fit_cpu.py, three runs) the inverse on
+#: Longest side of an output tile. On a 2-core AMD EPYC (bench/fit_cpu.py, three runs) the inverse on
 #: 1536-wide tiles took 1.02-1.16× the time of whole threaded-BLAS calls with both cores free and
-#: 0.71-0.96× beside a CPU-bound process; 512-wide tiles lost another 10-15% when free (measured
-#: apart) to per-tile packing and Python overhead (about 30 µs a call).
+#: 0.71-0.96× beside a CPU-bound process. Narrower tiles pay more per-tile packing and Python overhead.
 MAX_TILE = 1536
 #: Smaller calls are cut finer, down to this side, so that each has about
 #: :data:`TILES_PER_THREAD` tiles per worker: the last tile of a call (the others wait for it) stays short.

@@ -1,13 +1,15 @@
 """Past the n² buffer: SparseEASE side by side with SANSA, exact EASE and ItemKNN, up to a million items.
 
 Every measured run is a fresh process on the same split of the same data, one run
-each, on this machine:
+each, on this machine (each library's worker imports only that library and NumPy/SciPy:
+``past_n2_accel.py``, ``past_n2_sansa.py``):
 
 * **Densities.** On MovieLens 100k and the 100k-user × 10k-item synthetic log, at
   three densities (stored weights / n_items², the same for both models: SANSA's
   ``weight_matrix_density`` is half of it, as it stores two factors), SparseEASE and
   SANSA with λ tuned for each on one validation split (and SANSA's factoriser, ICF
-  or CHOLMOD, chosen there too), and exact EASE (λ tuned the same way).
+  or CHOLMOD, chosen there too), and exact EASE (λ tuned the same way). The measured
+  fit of each is repeated ``FIT_REPEATS`` times in its process and the median reported.
 * **Scale.** Synthetic logs of 2 users and 50 drawn interactions per item
   (power-law popularity, :func:`accel.data.synthetic.synthetic_matrix`) at 10k, 20k,
   50k, 200k and 1M items: SparseEASE (100 weights per item), SANSA (ICF, the same
@@ -27,7 +29,6 @@ script, or skipped with the reason recorded. Writes ``bench/results/past-n2/``
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import subprocess
@@ -49,9 +50,13 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "past-n2"
 SANSA_ENV = HERE / ".envs" / "sansa"
 SANSA_WORKER = HERE / "past_n2_sansa.py"
+ACCEL_WORKER = HERE / "past_n2_accel.py"
 #: SANSA 1.1 builds scikit-sparse from source; 0.5 needs SuiteSparse 7, older systems ship 5.
 SANSA_PACKAGES = ("scikit-sparse>=0.4.8,<0.5", "sansa==1.1.0")
 K = 20
+#: Fits of each measured model in the densities experiment (its median is reported): one fit of
+#: ml-100k takes a fraction of a second, where a shared machine's noise is of the same order.
+FIT_REPEATS = 3
 DENSITIES = {"ml-100k": (0.02, 0.06, 0.12), "synthetic-100k-10k": (0.002, 0.005, 0.02)}
 #: λ is tuned on validation up to 50k items and carried to the larger sizes.
 SCALE_ITEMS = (10_000, 50_000, 1_000_000, 200_000)
@@ -116,56 +121,6 @@ def load_dataset(name: str, shared: Path) -> sp.csr_matrix:
 
 
 # ---- one run: a fresh process ------------------------------------------------------------
-def worker(args: argparse.Namespace) -> None:
-    """``past_n2.py worker``: fit an accel model once per λ on the ``.npz`` and rank its rows."""
-    from accel.errors import AccelError
-    from accel.memory import peak_rss
-    from accel.models.registry import model_class
-
-    data = np.load(args.data)
-    X = sp.csr_matrix(
-        (np.ones(data["indices"].size, np.float32), data["indices"], data["indptr"]),
-        shape=tuple(data["shape"]),
-    )
-    users = data["users"]
-    params = json.loads(args.params)
-    cls = model_class(args.model)
-    result: dict[str, Any] = {"library": "accel", "rss_before_fit_mib": peak_rss() / 2**20, "runs": []}
-    # One untimed fit on a corner of the matrix first: numba loads the compiled kernels from its disk cache
-    # (or compiles them, once per install) on their first call in a process, which is not the fit.
-    start = time.perf_counter()
-    with contextlib.suppress(AccelError):
-        cls(**params).fit(X[:2000, :1000], show_progress=False)
-    result["warmup_s"] = time.perf_counter() - start
-    for i, l2 in enumerate(args.l2 or [None]):
-        model = cls(**params, **({} if l2 is None else {"l2": l2}))
-        start = time.perf_counter()
-        try:
-            model.fit(X, show_progress=False)
-        except AccelError as exc:
-            result["runs"].append({"l2": l2, "status": "refused", "reason": str(exc)})
-            continue
-        fit_s = time.perf_counter() - start
-        start = time.perf_counter()
-        recs, _ = model.recommend(X[users], k=args.k)
-        topk_s = time.perf_counter() - start
-        np.save(f"{args.out}-{i}.npy", recs)
-        arrays = model._saved_state()
-        result["runs"].append(
-            {
-                "l2": l2,
-                "status": "ok",
-                "fit_s": fit_s,
-                "fit_timings": getattr(model, "fit_timings_", {}),
-                "topk_s": topk_s,
-                "model_bytes": int(sum(np.asarray(a).nbytes for a in arrays.values())),
-                "weights_nnz": int(model.S_.nnz) if hasattr(model, "S_") else int(model.n_items_) ** 2,
-                "peak_rss_mib": peak_rss() / 2**20,
-            }
-        )
-    Path(f"{args.out}.json").write_text(json.dumps(result, indent=2))
-
-
 def run_process(command: list[str], log: Path) -> str | None:
     """Run ``command``; ``None`` when it succeeded, else the tail of its output."""
     with open(log, "w") as out:
@@ -187,19 +142,21 @@ class Runner:
         self.count += 1
         return self.work / f"run{self.count:03d}"
 
-    def accel(self, data: Path, model: str, params: dict, l2s: list[float] | None) -> dict:
+    def accel(self, data: Path, model: str, params: dict, l2s: list[float] | None, repeats: int = 1) -> dict:
         prefix = self._prefix()
-        command = [sys.executable, __file__, "worker", "--data", str(data), "--model", model]
+        command = [sys.executable, str(ACCEL_WORKER), "--data", str(data), "--model", model]
         command += ["--params", json.dumps(params), "--out", str(prefix), "--k", str(K)]
         command += ["--l2", *map(str, l2s)] if l2s else []
+        command += ["--repeats", str(repeats)]
         return self._read(prefix, run_process(command, prefix.with_suffix(".log")))
 
-    def sansa(self, data: Path, density: float, factorizer: str, l2s: list[float]) -> dict:
+    def sansa(self, data: Path, density: float, factorizer: str, l2s: list[float], repeats: int = 1) -> dict:
         if self.sansa_python is None:
             return {"runs": [], "error": "SANSA is not installed"}
         prefix = self._prefix()
         command = [self.sansa_python, str(SANSA_WORKER), "--data", str(data), "--density", str(density)]
         command += ["--factorizer", factorizer, "--l2", *map(str, l2s), "--out", str(prefix), "--k", str(K)]
+        command += ["--repeats", str(repeats)]
         return self._read(prefix, run_process(command, prefix.with_suffix(".log")))
 
     @staticmethod
@@ -252,7 +209,8 @@ def measured(result: dict, test: tuple[sp.csr_matrix, np.ndarray], **labels: Any
     if run.get("status", "ok") != "ok":
         return {**labels, "status": run["status"], "reason": run["reason"]}
     keep = {k: v for k, v in run.items() if k != "recs"}
-    return {**labels, "status": "ok", **keep, **scores(run.pop("recs"), test)}
+    before = {"rss_before_fit_mib": result["rss_before_fit_mib"]} if "rss_before_fit_mib" in result else {}
+    return {**labels, "status": "ok", **keep, **before, **scores(run.pop("recs"), test)}
 
 
 # ---- SANSA's environment -------------------------------------------------------------------
@@ -345,19 +303,21 @@ def densities_experiment(runner: Runner, exp: Experiment, densities: tuple) -> l
     rows = []
     l2, table = tune_accel(runner, exp, "ease", {"backend": "numpy"}, L2_GRID)
     rows.append(
-        measured(runner.accel(exp.data, "ease", {"backend": "numpy"}, [l2]), exp.test,
+        measured(runner.accel(exp.data, "ease", {"backend": "numpy"}, [l2], FIT_REPEATS), exp.test,
                  **exp.info, model="EASE", density=1.0, tuning=table)
     )  # fmt: skip
     for density in densities:
         params = {"density": density, "backend": "numpy"}
         l2, table = tune_accel(runner, exp, "sparse_ease", params, L2_GRID)
         rows.append(
-            measured(runner.accel(exp.data, "sparse_ease", params, [l2]), exp.test,
+            measured(runner.accel(exp.data, "sparse_ease", params, [l2], FIT_REPEATS), exp.test,
                      **exp.info, model="SparseEASE", density=density, tuning=table)
         )  # fmt: skip
         factorizers = ("icf", "cholmod") if exp.info["train_items"] <= CHOLMOD_MAX_ITEMS else ("icf",)
         factorizer, sl2, trials = tune_sansa(runner, exp, density, factorizers)
-        result = runner.sansa(exp.data, density / 2, factorizer, [sl2]) if factorizer else {"error": trials}
+        result = {"error": trials}
+        if factorizer:
+            result = runner.sansa(exp.data, density / 2, factorizer, [sl2], FIT_REPEATS)
         rows.append(
             measured(result, exp.test, **exp.info, model="SANSA", density=density,
                      factorizer=factorizer, tuning=trials)
@@ -507,13 +467,6 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command")
-    work = sub.add_parser("worker", help="one accel run (started by this script)")
-    work.add_argument("--data", required=True)
-    work.add_argument("--model", required=True)
-    work.add_argument("--params", default="{}")
-    work.add_argument("--l2", type=float, nargs="*")
-    work.add_argument("--k", type=int, default=K)
-    work.add_argument("--out", required=True)
     merge = sub.add_parser("merge", help="merge the runs of another results folder into --into")
     merge.add_argument("folder", type=Path, help="a results folder written by an earlier run")
     merge.add_argument("--into", type=Path, default=RESULTS)
@@ -523,9 +476,6 @@ def main() -> None:
     parser.add_argument("--shared", type=Path, default=HERE.parents[1] / "shared" / "data")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    if args.command == "worker":
-        worker(args)
-        return
     if args.command == "merge":
         merge_folders(args.folder, args.into)
         return

@@ -11,6 +11,7 @@ import scipy.sparse as sp
 from conftest import random_interactions
 
 import accel
+from accel.backends import restricted_ease
 from accel.backends.restricted_ease import restricted_solves, strongest_cooccurring
 from accel.errors import InputError, InsufficientMemoryError
 from accel.models import sparse_ease
@@ -214,6 +215,22 @@ def test_kernels_check_their_shapes(small_X):
         restricted_solves(gram, pop, 9, 1.0, np.dtype("float32"))
     with pytest.raises(ValueError, match="stored counts"):
         restricted_solves(gram._replace(stored=gram.stored + 9), pop, 4, 1.0, np.dtype("float32"))
+    with pytest.raises(ValueError, match=r"items must lie in \[0, 120\)"):
+        restricted_solves(gram._replace(items=gram.items + 120), pop, 4, 1.0, np.dtype("float32"))
+
+
+@pytest.mark.parametrize("n", [1, 2, 15, 16, 17, 200, 3000])
+def test_the_selection_helpers_match_numpy(n):
+    rng = np.random.default_rng(n)
+    score = rng.integers(0, max(2, n // 8), n).astype(np.float64) / 4  # many ties
+    item = rng.permutation(n).astype(np.int32)
+    for k in {0, n // 3, n - 1}:
+        assert restricted_ease._kth_smallest(score.copy(), n, k) == np.sort(score)[k]
+    ranked_score, ranked_item = score.copy(), item.copy()
+    restricted_ease._rank(ranked_score, ranked_item, n)
+    order = np.lexsort((item, -score))
+    np.testing.assert_array_equal(ranked_item, item[order])
+    np.testing.assert_array_equal(ranked_score, score[order])
 
 
 def test_the_command_line_fits_it(tmp_path):

@@ -2,11 +2,10 @@
 
 ``strongest_cooccurring`` computes each item's column of ``XᵀX`` in one item-wide
 integer accumulator per thread (from the users of the item, each user's items)
-and keeps only its ``keep`` strongest off-diagonal entries (selected by a partition, then only
-those sorted), ranked by
-``G[i, j] / sqrt(G[i, i])`` (for a fixed ``j``, the cosine order; raw counts would
-fill every list with the most popular items), so the Gram is never held whole:
-memory is ``keep`` entries per item plus one accumulator per thread.
+and keeps only its ``keep`` strongest off-diagonal entries (selected by a quickselect, then
+only those sorted), ranked by ``G[i, j] / sqrt(G[i, i])`` (for a fixed ``j``, the cosine
+order; raw counts would fill every list with the most popular items), so the Gram is never
+held whole: memory is ``keep`` entries per item plus one accumulator per thread.
 
 ``restricted_solves`` fits item ``j``'s column of EASE's ``B`` on its ``m``
 strongest co-occurring items ``S``: the ridge regression of ``X[:, j]`` on
@@ -19,7 +18,7 @@ each item's ``floor`` (the best score it did not keep, times the other's root
 popularity): it is set to 0 and its bound is added to the diagonal of its row,
 so ``G[S, S] + λI`` plus this shift dominates the exact matrix (Gershgorin) and
 stays positive definite. The solve is LAPACK's Cholesky (``potrf``, through
-numba) in float64, from a per-thread ``m × m`` buffer.
+numba) in float64, of a lower triangle gathered into a per-thread ``(m + 1) × m`` buffer.
 
 The kernels are compiled by numba without bounds checks: the wrappers check the
 shapes they are given before calling them.
@@ -43,11 +42,96 @@ from accel.backends.threads import host_threads, row_chunks, run_parallel
 _TASKS_PER_THREAD = 16
 
 
+@numba.njit(boundscheck=False)
+def _kth_smallest(buf: Any, n: int, k: int) -> float:
+    """The ``k``-th smallest (from 0) of ``buf[:n]``, reordering ``buf`` (quickselect)."""
+    lo, hi = 0, n - 1
+    while hi > lo:
+        a, b, c = buf[lo], buf[(lo + hi) // 2], buf[hi]
+        pivot = max(min(a, b), min(max(a, b), c))  # the median of three
+        i, j = lo, hi
+        while i <= j:
+            while buf[i] < pivot:
+                i += 1
+            while buf[j] > pivot:
+                j -= 1
+            if i <= j:
+                buf[i], buf[j] = buf[j], buf[i]
+                i += 1
+                j -= 1
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:  # between the two parts: equal to the pivot
+            break
+    return buf[k]
+
+
+@numba.njit(inline="always")
+def _ahead(score_a: float, item_a: int, score_b: float, item_b: int) -> bool:
+    """Whether ``a`` ranks before ``b``: higher score, then lower item."""
+    return score_a > score_b or (score_a == score_b and item_a < item_b)
+
+
+@numba.njit(inline="always")
+def _swap(score: Any, item: Any, a: int, b: int) -> None:
+    score[a], score[b] = score[b], score[a]
+    item[a], item[b] = item[b], item[a]
+
+
+@numba.njit(boundscheck=False)
+def _rank(score: Any, item: Any, n: int) -> None:
+    """Sort ``score[:n]`` descending, ties by ``item`` ascending, moving ``item`` along (quicksort,
+    insertion sort below 16; the larger part is deferred, so the stack stays under 2·log2(n))."""
+    stack = np.empty(128, dtype=np.int64)
+    top, lo, hi = 0, 0, n - 1
+    while True:
+        if hi - lo < 16:
+            for a in range(lo + 1, hi + 1):
+                s, it, b = score[a], item[a], a - 1
+                while b >= lo and _ahead(s, it, score[b], item[b]):
+                    score[b + 1], item[b + 1] = score[b], item[b]
+                    b -= 1
+                score[b + 1], item[b + 1] = s, it
+            if top == 0:
+                return
+            top -= 2
+            lo, hi = stack[top], stack[top + 1]
+            continue
+        mid = (lo + hi) // 2  # the median of three as the pivot
+        if _ahead(score[mid], item[mid], score[lo], item[lo]):
+            _swap(score, item, mid, lo)
+        if _ahead(score[hi], item[hi], score[lo], item[lo]):
+            _swap(score, item, hi, lo)
+        if _ahead(score[hi], item[hi], score[mid], item[mid]):
+            _swap(score, item, hi, mid)
+        pivot_score, pivot_item = score[mid], item[mid]
+        i, j = lo, hi
+        while i <= j:
+            while _ahead(score[i], item[i], pivot_score, pivot_item):
+                i += 1
+            while _ahead(pivot_score, pivot_item, score[j], item[j]):
+                j -= 1
+            if i <= j:
+                _swap(score, item, i, j)
+                i += 1
+                j -= 1
+        if j - lo > hi - i:
+            stack[top], stack[top + 1] = lo, j
+            lo = i
+        else:
+            stack[top], stack[top + 1] = i, hi
+            hi = j
+        top += 2
+
+
 def _strongest_kernel(
-    c_indptr: Any, c_users: Any, r_indptr: Any, r_items: Any, columns: Any, keep: int,
-    acc: Any, touched: Any, out_items: Any, out_counts: Any, out_stored: Any, out_floor: Any,
+    c_indptr: Any, c_users: Any, r_indptr: Any, r_items: Any, root: Any, columns: Any, keep: int,
+    acc: Any, touched: Any, score: Any, kept_score: Any, kept_item: Any,
+    out_items: Any, out_counts: Any, out_stored: Any, out_floor: Any,
 ) -> None:  # fmt: skip
-    """For each ``columns[c]``: the ``keep`` items of largest ``G[i, j] / sqrt(G[i, i])`` (self
+    """For each ``columns[c]``: the ``keep`` items of largest ``G[i, j] / root[i]`` (self
     excluded), by that score descending then item ascending; ``out_floor`` the largest score
     of an item not kept (0 when all were kept)."""
     for c in range(columns.size):
@@ -64,57 +148,42 @@ def _strongest_kernel(
         acc[j] = 0  # the diagonal is not a neighbour
         total = 0
         for t in range(n_touched):
-            if acc[touched[t]] > 0:
-                touched[total] = touched[t]
+            i = touched[t]
+            if acc[i] > 0:
+                kept_item[total] = i
+                score[total] = acc[i] / root[i]
                 total += 1
-        cand = touched[:total]
-        score = np.empty(total, dtype=np.float64)
-        for t in range(total):
-            i = cand[t]
-            score[t] = acc[i] / np.sqrt(np.float64(c_indptr[i + 1] - c_indptr[i]))
         stored = min(keep, total)
         floor = 0.0
+        n_kept = total
         if total > keep:
-            # Select, do not sort: the keep-th largest score, every candidate above it, and the
-            # lowest items among those equal to it (ties go to the lower item).
-            threshold = np.partition(score, total - keep)[total - keep]
-            above, level, below = 0, 0, 0.0
+            # Select, do not sort: the keep-th largest score, then every candidate at or above it.
             for t in range(total):
-                if score[t] > threshold:
-                    above += 1
-                elif score[t] == threshold:
-                    level += 1
-                elif score[t] > below:
-                    below = score[t]
-            tied = np.empty(level, dtype=np.int32)
-            chosen = np.empty(keep, dtype=np.int32)
-            n_tied, n_chosen = 0, 0
+                kept_score[t] = score[t]
+            threshold = _kth_smallest(kept_score, total, total - keep)
+            n_kept, above, below = 0, 0, 0.0
             for t in range(total):
-                if score[t] > threshold:
-                    chosen[n_chosen] = cand[t]
-                    n_chosen += 1
-                elif score[t] == threshold:
-                    tied[n_tied] = cand[t]
-                    n_tied += 1
-            tied = np.sort(tied)
-            for t in range(keep - above):
-                chosen[n_chosen] = tied[t]
-                n_chosen += 1
-            floor = threshold if level > keep - above else below
-            cand = chosen
-        cand = np.sort(cand)  # item order, so equal scores go to the lower item
-        top = np.empty(stored, dtype=np.float64)
-        for t in range(stored):
-            i = cand[t]
-            top[t] = acc[i] / np.sqrt(np.float64(c_indptr[i + 1] - c_indptr[i]))
-        order = np.argsort(-top, kind="mergesort")
+                s = score[t]
+                if s >= threshold:
+                    above += s > threshold
+                    kept_item[n_kept] = kept_item[t]  # n_kept <= t: compacted in place
+                    kept_score[n_kept] = s
+                    n_kept += 1
+                elif s > below:
+                    below = s
+            floor = threshold if n_kept > keep else below
+        else:
+            for t in range(total):
+                kept_score[t] = score[t]
+        # Ranked by score, then item: of the items equal to the threshold, the lowest are kept.
+        _rank(kept_score, kept_item, n_kept)
         for s in range(stored):
-            i = cand[order[s]]
+            i = kept_item[s]
             out_items[c, s] = i
             out_counts[c, s] = acc[i]
         out_stored[c] = stored
         out_floor[c] = floor
-        for t in range(total):
+        for t in range(n_touched):
             acc[touched[t]] = 0
 
 
@@ -122,7 +191,11 @@ def _solve_kernel(
     columns: Any, nbr_items: Any, nbr_counts: Any, nbr_stored: Any, floor: Any, popularity: Any,
     m: int, l2: float, pos: Any, A: Any, out_rows: Any, out_values: Any, out_sizes: Any,
 ) -> None:  # fmt: skip
-    """For each ``columns[c]``: the restricted EASE solve on its ``m`` strongest neighbours."""
+    """For each ``columns[c]``: the restricted EASE solve on its ``m`` strongest neighbours.
+
+    Only the lower triangle of ``A`` (``(m + 1) × m``) is built and read (LAPACK's ``potrf``
+    references no other); row ``m`` is a spare that takes the entries of items outside ``S``.
+    """
     for c in range(columns.size):
         j = columns[c]
         size = min(m, nbr_stored[j])
@@ -132,30 +205,32 @@ def _solve_kernel(
         for x in range(size):
             pos[nbr_items[j, x]] = x
         for x in range(size):
-            for y in range(size):
+            for y in range(x):
                 A[x, y] = 0.0
-        for x in range(size):  # no branch: an item outside S lands in the spare column m
+        # G[a, b] is exact wherever either item keeps the other, so either copy will do.
+        for x in range(size):  # no branch: an item outside S has place m, the spare row
             a = nbr_items[j, x]
             for s in range(nbr_stored[a]):
-                A[x, pos[nbr_items[a, s]]] = nbr_counts[a, s]
+                y = pos[nbr_items[a, s]]
+                A[max(x, y), min(x, y)] = nbr_counts[a, s]
         for x in range(size):
             a = nbr_items[j, x]
+            pos[a] = m
             root[x] = np.sqrt(popularity[a])
             low[x] = floor[a]
             shift[x] = popularity[a] + l2
         for x in range(size):
-            for y in range(x + 1, size):
-                v = max(A[x, y], A[y, x])
-                if v == 0.0:  # kept by neither: bounded through both items' floors
-                    bound = min(low[y] * root[x], low[x] * root[y], root[x] * root[x], root[y] * root[y])
-                    shift[x] += bound
+            root_x, low_x = root[x], low[x]
+            added = 0.0
+            for y in range(x):
+                if A[x, y] == 0.0:  # kept by neither: bounded through both items' floors
+                    bound = min(low[y] * root_x, low_x * root[y], root_x * root_x, root[y] * root[y])
+                    added += bound
                     shift[y] += bound
-                A[x, y] = v
-                A[y, x] = v
-            A[x, x] = shift[x]
+            shift[x] += added
         for x in range(size):
-            pos[nbr_items[j, x]] = m
-        # Cholesky A = L·Lᵀ (LAPACK's potrf), then L·Lᵀ·β = G[S, j] by substitution.
+            A[x, x] = shift[x]
+        # Cholesky A = L·Lᵀ (LAPACK's potrf), then L·z = G[S, j] and Lᵀ·β = z by rows of L.
         L = np.linalg.cholesky(A[:size, :size])
         beta = np.empty(size, dtype=np.float64)
         for x in range(size):
@@ -164,10 +239,10 @@ def _solve_kernel(
                 v -= L[x, t] * beta[t]
             beta[x] = v / L[x, x]
         for x in range(size - 1, -1, -1):
-            v = beta[x]
-            for t in range(x + 1, size):
-                v -= L[t, x] * beta[t]
-            beta[x] = v / L[x, x]
+            b = beta[x] / L[x, x]
+            beta[x] = b
+            for t in range(x):
+                beta[t] -= L[x, t] * b
         for x in range(size):
             out_rows[c, x] = nbr_items[j, x]
             out_values[c, x] = beta[x]
@@ -247,12 +322,15 @@ def strongest_cooccurring(X: sp.csr_matrix, keep: int, n_threads: int | None = N
     stored = np.zeros(n_items, dtype=np.int64)
     floor = np.zeros(n_items, dtype=np.float64)
 
-    def scratch() -> tuple[np.ndarray, np.ndarray]:
-        return np.zeros(n_items, dtype=np.int32), np.empty(n_items, dtype=np.int32)
+    root = np.sqrt(np.diff(c_indptr).astype(np.float64))
 
-    def call(columns: np.ndarray, part: slice, buffers: tuple[np.ndarray, np.ndarray]) -> None:
+    def scratch() -> tuple[np.ndarray, ...]:
+        ints = (np.zeros(n_items, dtype=np.int32), np.empty(n_items, dtype=np.int32))
+        return *ints, np.empty(n_items), np.empty(n_items), np.empty(n_items, dtype=np.int32)
+
+    def call(columns: np.ndarray, part: slice, buffers: tuple[np.ndarray, ...]) -> None:
         _strongest(
-            c_indptr, c_users, r_indptr, r_items, columns, keep, *buffers,
+            c_indptr, c_users, r_indptr, r_items, root, columns, keep, *buffers,
             items[part], counts[part], stored[part], floor[part],
         )  # fmt: skip
 
@@ -279,14 +357,16 @@ def restricted_solves(
         raise ValueError(f"restricted_solves needs {n_items} popularities and 1 <= m <= {keep}, got m={m}")
     if stored.size and (stored.min() < 0 or stored.max() > keep):
         raise ValueError(f"stored counts must lie in [0, {keep}]")
+    if items.size and (items.min() < 0 or items.max() >= n_items):
+        raise ValueError(f"the truncated Gram's items must lie in [0, {n_items})")
     rows = np.zeros((n_items, m), dtype=np.int32)
     values = np.zeros((n_items, m), dtype=dtype)
     sizes = np.zeros(n_items, dtype=np.int64)
     pop = np.asarray(popularity, dtype=np.float64)
 
     def scratch() -> tuple[np.ndarray, np.ndarray]:
-        # Each item's place in S (m if none: the gather then writes to a spare column m).
-        return np.full(n_items, m, dtype=np.int32), np.empty((m, m + 1), dtype=np.float64)
+        # Each item's place in S (m if none: the gather then writes to the spare row m).
+        return np.full(n_items, m, dtype=np.int32), np.empty((m + 1, m), dtype=np.float64)
 
     def call(columns: np.ndarray, part: slice, buffers: tuple[np.ndarray, np.ndarray]) -> None:
         _solve(

@@ -126,7 +126,8 @@ class SparseEASE(SparseItemItem):
         twice (the solves' output and the CSR made from it: index and value each) and
         a byte each for capping the rows (``max_row_weights``),
         X's transpose and its int64/int32 copies used by the kernels, and per
-        thread an item-wide accumulator, a touched list and an m × m float64 system.
+        thread an item-wide accumulator, touched and kept lists, two score buffers, each
+        item's place in the system and the (m + 1) × m float64 system.
         """
         n_items = check_positive_int("n_items", n_items)
         itemsize = check_dtype(dtype).itemsize
@@ -137,7 +138,7 @@ class SparseEASE(SparseItemItem):
         weights = 2 * n_items * m * (4 + itemsize) + n_items * 16 + n_items * m  # + a mask for the row cap
         inputs = nnz * (1 + 4 + 4 + 4) + 4 * (n_items + 1) * 8
         threads = n_threads or host_threads()
-        scratch = threads * (n_items * (4 + 4 + 8 + 8 + 8) + m * m * 8)
+        scratch = threads * (n_items * (4 + 4 + 4 + 8 + 8 + 4) + (m + 1) * m * 8)
         return gram + weights + inputs + scratch
 
     def _check_memory(self, X: sp.csr_matrix) -> None:

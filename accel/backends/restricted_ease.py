@@ -161,11 +161,10 @@ def _strongest_kernel(
             for t in range(total):
                 kept_score[t] = score[t]
             threshold = _kth_smallest(kept_score, total, total - keep)
-            n_kept, above, below = 0, 0, 0.0
+            n_kept, below = 0, 0.0
             for t in range(total):
                 s = score[t]
                 if s >= threshold:
-                    above += s > threshold
                     kept_item[n_kept] = kept_item[t]  # n_kept <= t: compacted in place
                     kept_score[n_kept] = s
                     n_kept += 1

@@ -43,6 +43,8 @@ import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from past_n2_data import save_matrix
+
 from accel.bench.report import machine_info, write_json
 from accel.metrics import evaluate, hits_matrix
 
@@ -101,11 +103,6 @@ def holdout(X: sp.csr_matrix, fraction: float, seed: int) -> tuple[sp.csr_matrix
         indptr = np.concatenate(([0], np.cumsum(np.bincount(rows[mask], minlength=X.shape[0]))))
         parts.append(sp.csr_matrix((np.ones(mask.sum(), np.float32), X.indices[mask], indptr), shape=X.shape))
     return parts[0], parts[1]
-
-
-def save_matrix(path: Path, X: sp.csr_matrix, users: np.ndarray) -> Path:
-    np.savez(path, indptr=X.indptr, indices=X.indices, shape=np.array(X.shape), users=users)
-    return path
 
 
 def load_dataset(name: str, shared: Path) -> sp.csr_matrix:

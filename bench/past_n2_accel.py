@@ -26,18 +26,11 @@ import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from past_n2_data import load_matrix
+
 from accel.errors import AccelError
 from accel.memory import peak_rss
 from accel.models.registry import model_class
-
-
-def load(path: str) -> tuple[sp.csr_matrix, np.ndarray]:
-    data = np.load(path)
-    X = sp.csr_matrix(
-        (np.ones(data["indices"].size, np.float32), data["indices"], data["indptr"]),
-        shape=tuple(data["shape"]),
-    )
-    return X, data["users"]
 
 
 def fit_once(cls: type, params: dict[str, Any], X: sp.csr_matrix) -> tuple[Any, float]:
@@ -57,7 +50,7 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=20)
     parser.add_argument("--out", required=True, help="output prefix: PREFIX.json and PREFIX-<i>.npy")
     args = parser.parse_args()
-    X, users = load(args.data)
+    X, users = load_matrix(args.data)
     params = json.loads(args.params)
     cls = model_class(args.model)
     result: dict[str, Any] = {"library": "accel", "rss_before_fit_mib": peak_rss() / 2**20, "runs": []}

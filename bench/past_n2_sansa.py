@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+from past_n2_data import load_matrix
 
 BATCH = 2048
 
@@ -29,15 +30,6 @@ def peak_rss_mib() -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def load(path: str) -> tuple[sp.csr_matrix, np.ndarray]:
-    data = np.load(path)
-    X = sp.csr_matrix(
-        (np.ones(data["indices"].size, dtype=np.float32), data["indices"], data["indptr"]),
-        shape=tuple(data["shape"]),
-    )
-    return X, data["users"]
 
 
 def model_for(l2: float, density: float, factorizer: str):
@@ -89,7 +81,7 @@ def main() -> None:
     logging.disable(logging.INFO)
     import sansa
 
-    X, users = load(args.data)
+    X, users = load_matrix(args.data)
     result = {
         "library": "sansa",
         "version": sansa.__version__,

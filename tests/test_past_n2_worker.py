@@ -20,7 +20,10 @@ def test_the_worker_fits_ranks_and_reports_the_median_fit(tmp_path):
     np.savez(data, indptr=X.indptr, indices=X.indices, shape=np.array(X.shape), users=users)
     out = tmp_path / "run"
     params = json.dumps({"density": 0.1, "backend": "numpy"})
-    probe = "import sys, runpy; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__'); "
+    # As `python bench/past_n2_accel.py ...` runs it (its folder first on the path), then what it imported.
+    probe = "import os, sys, runpy; sys.argv = sys.argv[1:]; "
+    probe += "sys.path.insert(0, os.path.dirname(sys.argv[0])); "
+    probe += "runpy.run_path(sys.argv[0], run_name='__main__'); "
     probe += "print(sorted({m.split('.')[0] for m in sys.modules} & {'pandas', 'pyarrow', 'matplotlib'}))"
     command = [sys.executable, "-c", probe, str(WORKER), "--data", str(data), "--model", "sparse_ease"]
     command += ["--params", params, "--l2", "5", "50", "--repeats", "3", "--k", "7", "--out", str(out)]

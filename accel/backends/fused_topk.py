@@ -51,13 +51,19 @@ def _compile(fn: Callable) -> Callable:
 
 
 @numba.njit(inline="always")
+def _ahead(score_a: Any, id_a: Any, score_b: Any, id_b: Any) -> bool:
+    """Whether ``a`` ranks before ``b``: the higher score, then the lower id."""
+    return score_a > score_b or (score_a == score_b and id_a < id_b)
+
+
+@numba.njit(inline="always")
 def _offer(vals: Any, ids: Any, v: Any, j: Any, k: int) -> None:
     """Insert ``(v, j)`` into the top-k ``vals``/``ids`` (descending score, then ascending column).
 
     The caller has checked that it beats the last slot.
     """
     p = k - 1
-    while p > 0 and (vals[p - 1] < v or (vals[p - 1] == v and ids[p - 1] > j)):
+    while p > 0 and _ahead(v, j, vals[p - 1], ids[p - 1]):
         vals[p] = vals[p - 1]
         ids[p] = ids[p - 1]
         p -= 1

@@ -35,7 +35,7 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
-from accel.backends.fused_topk import _compile
+from accel.backends.fused_topk import _ahead, _compile
 from accel.backends.threads import host_threads, row_chunks, run_parallel
 
 #: Tasks per thread: columns differ widely in cost (popular items have many users).
@@ -66,12 +66,6 @@ def _kth_smallest(buf: Any, n: int, k: int) -> float:
         else:  # between the two parts: equal to the pivot
             break
     return buf[k]
-
-
-@numba.njit(inline="always")
-def _ahead(score_a: float, item_a: int, score_b: float, item_b: int) -> bool:
-    """Whether ``a`` ranks before ``b``: higher score, then lower item."""
-    return score_a > score_b or (score_a == score_b and item_a < item_b)
 
 
 @numba.njit(inline="always")
@@ -156,10 +150,10 @@ def _strongest_kernel(
         stored = min(keep, total)
         floor = 0.0
         n_kept = total
+        for t in range(total):
+            kept_score[t] = score[t]
         if total > keep:
             # Select, do not sort: the keep-th largest score, then every candidate at or above it.
-            for t in range(total):
-                kept_score[t] = score[t]
             threshold = _kth_smallest(kept_score, total, total - keep)
             n_kept, below = 0, 0.0
             for t in range(total):
@@ -171,9 +165,6 @@ def _strongest_kernel(
                 elif s > below:
                     below = s
             floor = threshold if n_kept > keep else below
-        else:
-            for t in range(total):
-                kept_score[t] = score[t]
         # Ranked by score, then item: of the items equal to the threshold, the lowest are kept.
         _rank(kept_score, kept_item, n_kept)
         for s in range(stored):

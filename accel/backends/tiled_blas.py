@@ -49,6 +49,16 @@ def _at(ref: Ref, row: int, col: int) -> Ref:
     return Ref(ref.buf, ref.off + row + col * ref.ld, ref.ld)
 
 
+def _stored(trans: Trans, rows: int, cols: int) -> tuple[int, int]:
+    """The stored shape of an operand used as ``op(X)`` of ``rows × cols``."""
+    return (rows, cols) if trans == "N" else (cols, rows)
+
+
+def _op_at(ref: Ref, trans: Trans, row: int, col: int) -> Ref:
+    """The operand starting at (``row``, ``col``) of ``op(ref)``."""
+    return _at(ref, *_stored(trans, row, col))
+
+
 class TiledExecutor:
     """A :class:`~accel.backends._blocked_inverse.BlasExecutor` running ``base``'s calls as tiles on ``pool``.
 
@@ -108,15 +118,15 @@ class TiledExecutor:
         beta: float,
         c: Ref,
     ) -> None:
-        a.check_inside(*((m, k) if transa == "N" else (k, m)))
-        b.check_inside(*((k, n) if transb == "N" else (n, k)))
+        a.check_inside(*_stored(transa, m, k))
+        b.check_inside(*_stored(transb, k, n))
         c.check_inside(m, n)
         calls: list[_Call] = []
         tile = self._tile(m * n)
         for i, mi in _cuts(m, tile):
-            a_i = _at(a, i, 0) if transa == "N" else _at(a, 0, i)
+            a_i = _op_at(a, transa, i, 0)
             for j, nj in _cuts(n, tile):
-                b_j = _at(b, 0, j) if transb == "N" else _at(b, j, 0)
+                b_j = _op_at(b, transb, 0, j)
                 c_ij = _at(c, i, j)
                 call = partial(self.base.gemm, transa, transb, mi, nj, k, alpha, a_i, b_j, beta, c_ij)
                 calls.append((mi * nj * k, call))
@@ -127,21 +137,21 @@ class TiledExecutor:
     ) -> None:
         if uplo != "L":
             raise ValueError("the tiled SYRK writes the lower triangle only")
-        a.check_inside(*((n, k) if trans == "N" else (k, n)))
+        a.check_inside(*_stored(trans, n, k))
         c.check_inside(n, n)
         calls: list[_Call] = []
         cuts = _cuts(n, self._tile(n * n / 2))
         # Below the diagonal, C[i, j] = op(A)[i] · op(A)[j]ᵀ: one GEMM, A's tile i and then tile j transposed.
         transposes: tuple[Trans, Trans] = ("N", "T") if trans == "N" else ("T", "N")
         for i, ni in cuts:
-            a_i = _at(a, i, 0) if trans == "N" else _at(a, 0, i)
+            a_i = _op_at(a, trans, i, 0)
             calls.append(
                 (ni * ni * k / 2, partial(self.base.syrk, uplo, trans, ni, k, alpha, a_i, beta, _at(c, i, i)))
             )
             for j, nj in cuts:
                 if j >= i:
                     break
-                a_j = _at(a, j, 0) if trans == "N" else _at(a, 0, j)
+                a_j = _op_at(a, trans, j, 0)
                 call = partial(self.base.gemm, *transposes, ni, nj, k, alpha, a_i, a_j, beta, _at(c, i, j))
                 calls.append((ni * nj * k, call))
         self._run(calls)

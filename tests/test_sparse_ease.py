@@ -7,6 +7,7 @@ import tracemalloc
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.linalg.lapack
 import scipy.sparse as sp
 from conftest import random_interactions
 
@@ -69,6 +70,22 @@ def test_truncated_gram_matches_the_dense_gram(keep):
         assert floor[j] == pytest.approx(expected_floor, rel=1e-12)
 
 
+def test_listed_and_scanned_columns_both_match_the_dense_gram():
+    """A wide catalogue with a skewed popularity: its popular columns are counted and scanned,
+    its rare ones listed item by item; both give the reference's lists."""
+    X = random_interactions(800, 1200, 0.01, seed=8)
+    work = X.T @ np.diff(X.indptr).astype(np.float64)  # co-occurrence increments per column
+    scanned = work * restricted_ease._SCAN_RATIO >= X.shape[1]
+    assert 0 < scanned.sum() < scanned.size / 2
+    G = dense_gram(X)
+    items, counts, stored, floor = strongest_cooccurring(X, 12, n_threads=2)
+    for j in range(X.shape[1]):
+        rows, expected_floor = reference_neighbours(G, j, 12)
+        assert np.array_equal(items[j, : stored[j]], rows)
+        assert np.array_equal(counts[j, : stored[j]], G[rows, j])
+        assert floor[j] == pytest.approx(expected_floor, rel=1e-12)
+
+
 def test_with_every_item_co_occurring_and_kept_it_is_exact_ease():
     X = random_interactions(200, 25, 0.5, seed=3)
     G = dense_gram(X)
@@ -104,6 +121,31 @@ def test_truncated_solves_match_the_dense_reference(gram_factor):
     keep = sparse_ease.gram_entries_per_item(90, m, gram_factor)
     np.testing.assert_allclose(W, reference_weights(dense_gram(X), 30.0, m, keep), rtol=1e-8, atol=1e-12)
     assert np.isfinite(W).all()
+
+
+def test_float32_weights_are_float64_solves_rounded():
+    X = random_interactions(500, 90, 0.06, seed=5)
+    single = SparseEASE(l2=30.0, density=0.1, backend="numpy").fit(X, show_progress=False).S_
+    double = SparseEASE(l2=30.0, density=0.1, backend="numpy", dtype="float64").fit(X, show_progress=False).S_
+    assert single.dtype == np.float32
+    np.testing.assert_array_equal(single.indices, double.indices)
+    np.testing.assert_allclose(single.data, double.data, rtol=1e-4, atol=1e-6 * abs(double.data).max())
+
+
+def test_a_system_float32_cannot_factorise_is_solved_in_float64():
+    """Six items bought by the same users with a tiny λ: their block is singular in float32."""
+    rng = np.random.default_rng(0)
+    dense = rng.random((300, 12)) < 0.2
+    dense[:, 1:6] = dense[:, [0]]
+    dense[:150, :6] = True
+    X = sp.csr_matrix(dense.astype(np.float32))
+    G = dense_gram(X)
+    system = G[1:6, 1:6] + 1e-6 * np.eye(5)
+    assert scipy.linalg.lapack.spotrf(system.astype(np.float32), lower=1)[1] > 0  # the premise
+    assert scipy.linalg.lapack.dpotrf(system, lower=1)[1] == 0
+    single = SparseEASE(l2=1e-6, density=1.0, backend="numpy").fit(X, show_progress=False).S_.toarray()
+    double = SparseEASE(l2=1e-6, density=1.0, backend="numpy", dtype="float64").fit(X, show_progress=False)
+    np.testing.assert_array_equal(single[:, :6], double.S_.toarray()[:, :6].astype(np.float32))
 
 
 def test_closer_to_ease_than_pruning_at_the_same_density(ml100k_X):

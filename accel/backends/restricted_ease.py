@@ -1,7 +1,9 @@
 """CPU kernels of the sparse EASE fit: a truncated Gram, then one small exact solve per item.
 
 ``strongest_cooccurring`` computes each item's column of ``XᵀX`` in one item-wide
-integer accumulator per thread (from the users of the item, each user's items)
+integer accumulator per thread (from the users of the item, each user's items;
+the items touched are listed as they come, or, for a column with about as many
+co-occurrences as the catalogue is wide, found by one scan of the accumulator)
 and keeps only its ``keep`` strongest off-diagonal entries (selected by a quickselect, then
 only those sorted), ranked by ``G[i, j] / sqrt(G[i, i])`` (for a fixed ``j``, the cosine
 order; raw counts would fill every list with the most popular items), so the Gram is never
@@ -17,8 +19,10 @@ is stored if either item keeps the other. An entry neither keeps is bounded by
 each item's ``floor`` (the best score it did not keep, times the other's root
 popularity): it is set to 0 and its bound is added to the diagonal of its row,
 so ``G[S, S] + λI`` plus this shift dominates the exact matrix (Gershgorin) and
-stays positive definite. The solve is LAPACK's Cholesky (``potrf``, through
-numba) in float64, of a lower triangle gathered into a per-thread ``(m + 1) × m`` buffer.
+stays positive definite. The solve is LAPACK's Cholesky (``potrf``, called in place
+from the kernel on a lower triangle gathered into a per-thread ``m × m`` buffer) in the
+weights' precision; a float32 system that rounding leaves not positive definite is
+built and solved again in float64. The substitutions accumulate in float64.
 
 The kernels are compiled by numba without bounds checks: the wrappers check the
 shapes they are given before calling them.
@@ -36,10 +40,14 @@ import numpy as np
 import scipy.sparse as sp
 
 from accel.backends.fused_topk import _ahead, _compile
+from accel.backends.numba_lapack import DPOTRF, LAPACK_INT, SPOTRF, potrf_lower
 from accel.backends.threads import host_threads, row_chunks, run_parallel
 
 #: Tasks per thread: columns differ widely in cost (popular items have many users).
 _TASKS_PER_THREAD = 16
+#: A column of the Gram whose co-occurrences number at least ``n_items / _SCAN_RATIO`` is
+#: counted without tracking which items it touched, then found by a scan of all items.
+_SCAN_RATIO = 4
 
 
 @numba.njit(boundscheck=False)
@@ -128,21 +136,33 @@ def _strongest_kernel(
     """For each ``columns[c]``: the ``keep`` items of largest ``G[i, j] / root[i]`` (self
     excluded), by that score descending then item ascending; ``out_floor`` the largest score
     of an item not kept (0 when all were kept)."""
+    n_items = acc.size
     for c in range(columns.size):
         j = columns[c]
+        work = 0
+        for p in range(c_indptr[j], c_indptr[j + 1]):
+            u = c_users[p]
+            work += r_indptr[u + 1] - r_indptr[u]
+        # Few co-occurrences: list the items touched. As many as the catalogue is wide
+        # (1/_SCAN_RATIO of it): count without a branch, then scan every item.
+        scan = work * _SCAN_RATIO >= n_items
         n_touched = 0
         for p in range(c_indptr[j], c_indptr[j + 1]):
             u = c_users[p]
-            for q in range(r_indptr[u], r_indptr[u + 1]):
-                i = r_items[q]
-                if acc[i] == 0:
-                    touched[n_touched] = i
-                    n_touched += 1
-                acc[i] += 1
+            if scan:
+                for q in range(r_indptr[u], r_indptr[u + 1]):
+                    acc[r_items[q]] += 1
+            else:
+                for q in range(r_indptr[u], r_indptr[u + 1]):
+                    i = r_items[q]
+                    if acc[i] == 0:
+                        touched[n_touched] = i
+                        n_touched += 1
+                    acc[i] += 1
         acc[j] = 0  # the diagonal is not a neighbour
         total = 0
-        for t in range(n_touched):
-            i = touched[t]
+        for t in range(n_items if scan else n_touched):
+            i = t if scan else touched[t]
             if acc[i] > 0:
                 kept_item[total] = i
                 score[total] = acc[i] / root[i]
@@ -173,66 +193,104 @@ def _strongest_kernel(
             out_counts[c, s] = acc[i]
         out_stored[c] = stored
         out_floor[c] = floor
-        for t in range(n_touched):
-            acc[touched[t]] = 0
+        if scan:
+            acc[:] = 0
+        else:
+            for t in range(n_touched):
+                acc[touched[t]] = 0
+
+
+def _system_kernel(
+    j: int, nbr_items: Any, nbr_counts: Any, nbr_stored: Any, floor: Any, popularity: Any,
+    m: int, l2: float, pos: Any, A: Any, vectors: Any, place: Any, value: Any,
+) -> int:  # fmt: skip
+    """Item ``j``'s system ``G[S, S] + λI`` plus the bounds' shift in the lower triangle of ``A``
+    (float32 or float64); returns ``|S|``. The other arguments are :func:`_solve_kernel`'s."""
+    root, low, shift = vectors[0], vectors[1], vectors[2]
+    size = min(m, nbr_stored[j])
+    # root: sqrt(G[a, a]) of each neighbour a; low: its floor; shift: its diagonal
+    # (G[a, a] + λ + the bounds), in float64 whatever A's precision.
+    for x in range(size):
+        pos[nbr_items[j, x]] = x
+    for x in range(size):
+        for y in range(x):
+            A[x, y] = 0.0
+    # G[a, b] is exact wherever either item keeps the other, so either copy will do.
+    for x in range(size):
+        a = nbr_items[j, x]
+        found = 0
+        for s in range(nbr_stored[a]):  # no branch: every entry noted, those in S counted
+            y = pos[nbr_items[a, s]]
+            place[found] = y
+            value[found] = nbr_counts[a, s]
+            found += y < m
+        for t in range(found):
+            y = place[t]
+            A[max(x, y), min(x, y)] = value[t]
+    for x in range(size):
+        a = nbr_items[j, x]
+        pos[a] = m
+        root[x] = np.sqrt(popularity[a])
+        low[x] = floor[a]
+        shift[x] = popularity[a] + l2
+    for x in range(size):
+        root_x, low_x = root[x], low[x]
+        added = 0.0
+        for y in range(x):
+            if A[x, y] == 0.0:  # kept by neither: bounded through both items' floors
+                bound = min(low[y] * root_x, low_x * root[y], root_x * root_x, root[y] * root[y])
+                added += bound
+                shift[y] += bound
+        shift[x] += added
+    for x in range(size):
+        A[x, x] = shift[x]
+    return size
+
+
+def _substitute_kernel(L: Any, rhs: Any, size: int, beta: Any) -> None:
+    """``β`` of ``L·Lᵀ·β = rhs`` in float64 from the Cholesky factor in ``L``'s lower triangle:
+    ``L·z = rhs``, then ``Lᵀ·β = z``, both by rows of ``L``."""
+    for x in range(size):
+        v = np.float64(rhs[x])
+        for t in range(x):
+            v -= L[x, t] * beta[t]
+        beta[x] = v / L[x, x]
+    for x in range(size - 1, -1, -1):
+        b = beta[x] / L[x, x]
+        beta[x] = b
+        for t in range(x):
+            beta[t] -= L[x, t] * b
 
 
 def _solve_kernel(
     columns: Any, nbr_items: Any, nbr_counts: Any, nbr_stored: Any, floor: Any, popularity: Any,
-    m: int, l2: float, pos: Any, A: Any, out_rows: Any, out_values: Any, out_sizes: Any,
+    m: int, l2: float, potrf: int, A: Any, dpotrf: int, A64: Any,
+    pos: Any, vectors: Any, place: Any, value: Any, ints: Any,
+    out_rows: Any, out_values: Any, out_sizes: Any,
 ) -> None:  # fmt: skip
     """For each ``columns[c]``: the restricted EASE solve on its ``m`` strongest neighbours.
 
-    Only the lower triangle of ``A`` (``(m + 1) × m``) is built and read (LAPACK's ``potrf``
-    references no other); row ``m`` is a spare that takes the entries of items outside ``S``.
+    Each system is built in ``A`` (``m × m``, lower triangle only) and factorised in place by
+    LAPACK's ``potrf`` at address ``potrf`` (``spotrf`` for float32 ``A``). Where float32
+    rounding leaves it not positive definite, it is built again in float64 ``A64`` and
+    factorised by ``dpotrf``. ``pos`` holds each item's place in
+    ``S`` (``m`` if none); ``vectors`` (``4 × m``), ``place`` and ``value`` (as long as the
+    Gram's lists) and ``ints`` (potrf's order and info) are scratch.
     """
+    beta = vectors[3]
+    gram = (nbr_items, nbr_counts, nbr_stored, floor, popularity)
     for c in range(columns.size):
         j = columns[c]
-        size = min(m, nbr_stored[j])
-        root = np.empty(size, dtype=np.float64)  # sqrt(G[a, a]) of each neighbour a
-        low = np.empty(size, dtype=np.float64)  # its floor
-        shift = np.empty(size, dtype=np.float64)  # its diagonal: G[a, a] + λ + the bounds
-        for x in range(size):
-            pos[nbr_items[j, x]] = x
-        for x in range(size):
-            for y in range(x):
-                A[x, y] = 0.0
-        # G[a, b] is exact wherever either item keeps the other, so either copy will do.
-        for x in range(size):  # no branch: an item outside S has place m, the spare row
-            a = nbr_items[j, x]
-            for s in range(nbr_stored[a]):
-                y = pos[nbr_items[a, s]]
-                A[max(x, y), min(x, y)] = nbr_counts[a, s]
-        for x in range(size):
-            a = nbr_items[j, x]
-            pos[a] = m
-            root[x] = np.sqrt(popularity[a])
-            low[x] = floor[a]
-            shift[x] = popularity[a] + l2
-        for x in range(size):
-            root_x, low_x = root[x], low[x]
-            added = 0.0
-            for y in range(x):
-                if A[x, y] == 0.0:  # kept by neither: bounded through both items' floors
-                    bound = min(low[y] * root_x, low_x * root[y], root_x * root_x, root[y] * root[y])
-                    added += bound
-                    shift[y] += bound
-            shift[x] += added
-        for x in range(size):
-            A[x, x] = shift[x]
-        # Cholesky A = L·Lᵀ (LAPACK's potrf), then L·z = G[S, j] and Lᵀ·β = z by rows of L.
-        L = np.linalg.cholesky(A[:size, :size])
-        beta = np.empty(size, dtype=np.float64)
-        for x in range(size):
-            v = np.float64(nbr_counts[j, x])
-            for t in range(x):
-                v -= L[x, t] * beta[t]
-            beta[x] = v / L[x, x]
-        for x in range(size - 1, -1, -1):
-            b = beta[x] / L[x, x]
-            beta[x] = b
-            for t in range(x):
-                beta[t] -= L[x, t] * b
+        size = _system(j, *gram, m, l2, pos, A, vectors, place, value)
+        ints[0] = size
+        if potrf_lower(potrf, A, ints) == 0:
+            _substitute(A, nbr_counts[j], size, beta)
+        else:
+            _system(j, *gram, m, l2, pos, A64, vectors, place, value)
+            ints[0] = size
+            if potrf_lower(dpotrf, A64, ints) != 0:
+                raise np.linalg.LinAlgError("a restricted system is not positive definite")
+            _substitute(A64, nbr_counts[j], size, beta)
         for x in range(size):
             out_rows[c, x] = nbr_items[j, x]
             out_values[c, x] = beta[x]
@@ -249,6 +307,8 @@ def _compile_fast(fn: Callable) -> Callable:
 
 
 _strongest = _compile(_strongest_kernel)
+_system = _compile_fast(_system_kernel)
+_substitute = _compile_fast(_substitute_kernel)
 _solve = _compile_fast(_solve_kernel)
 
 
@@ -306,7 +366,9 @@ def strongest_cooccurring(X: sp.csr_matrix, keep: int, n_threads: int | None = N
     c_indptr, c_users = C.indptr.astype(np.int64), C.indices.astype(np.int32)
     del C
     row_length = np.diff(r_indptr)
-    cost = np.diff(c_indptr) + np.asarray(X.T @ row_length.astype(np.float64)).ravel()
+    work = np.asarray(X.T @ row_length.astype(np.float64)).ravel()  # increments of each column
+    # The column is counted, then each co-occurring item (at most all of them) ranked.
+    cost = np.diff(c_indptr) + work + np.minimum(work, n_items)
     items = np.zeros((n_items, keep), dtype=np.int32)
     counts = np.zeros((n_items, keep), dtype=np.int32)
     stored = np.zeros(n_items, dtype=np.int64)
@@ -353,12 +415,19 @@ def restricted_solves(
     values = np.zeros((n_items, m), dtype=dtype)
     sizes = np.zeros(n_items, dtype=np.int64)
     pop = np.asarray(popularity, dtype=np.float64)
+    single = np.dtype(dtype) == np.float32  # float32 weights: float32 systems, float64 where they fail
 
-    def scratch() -> tuple[np.ndarray, np.ndarray]:
-        # Each item's place in S (m if none: the gather then writes to the spare row m).
-        return np.full(n_items, m, dtype=np.int32), np.empty((m + 1, m), dtype=np.float64)
+    def scratch() -> tuple[np.ndarray, ...]:
+        # The system (float32 and float64, or float64 alone), each item's place in S (m if
+        # none), four vectors of the system, an item's entries found in S (place and count)
+        # and potrf's order and info.
+        A64 = np.empty((m, m))
+        systems = (SPOTRF, np.empty((m, m), np.float32)) if single else (DPOTRF, A64)
+        found = (np.empty(keep, dtype=np.int32), np.empty(keep, dtype=np.int32))
+        place = np.full(n_items, m, np.int32)
+        return *systems, DPOTRF, A64, place, np.empty((4, m)), *found, np.zeros(2, LAPACK_INT)
 
-    def call(columns: np.ndarray, part: slice, buffers: tuple[np.ndarray, np.ndarray]) -> None:
+    def call(columns: np.ndarray, part: slice, buffers: tuple[np.ndarray, ...]) -> None:
         _solve(
             columns, items, counts, stored, floor, pop, m, float(l2), *buffers,
             rows[part], values[part], sizes[part],

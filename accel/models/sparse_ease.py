@@ -73,7 +73,8 @@ class SparseEASE(SparseItemItem):
         top-20 18× faster with Recall@20 within 0.0001.
     backend, dtype:
         Where ``similar_items`` runs (the fit and serving run on the host's cores) and
-        the weights' precision (the solves are float64).
+        the weights' precision, which is also the solves' (float32 systems are solved
+        again in float64 where float32 rounding leaves one not positive definite).
     """
 
     entry = Entry(
@@ -127,7 +128,8 @@ class SparseEASE(SparseItemItem):
         a byte each for capping the rows (``max_row_weights``),
         X's transpose and its int64/int32 copies used by the kernels, and per
         thread an item-wide accumulator, touched and kept lists, two score buffers, each
-        item's place in the system and the (m + 1) × m float64 system.
+        item's place in the system, the m × m float64 system (and its float32 copy for
+        float32 weights), four of its vectors and an item's entries found in it.
         """
         n_items = check_positive_int("n_items", n_items)
         itemsize = check_dtype(dtype).itemsize
@@ -138,7 +140,8 @@ class SparseEASE(SparseItemItem):
         weights = 2 * n_items * m * (4 + itemsize) + n_items * 16 + n_items * m  # + a mask for the row cap
         inputs = nnz * (1 + 4 + 4 + 4) + 4 * (n_items + 1) * 8
         threads = n_threads or host_threads()
-        scratch = threads * (n_items * (4 + 4 + 4 + 8 + 8 + 4) + (m + 1) * m * 8)
+        system = m * m * (8 + (4 if itemsize == 4 else 0)) + 4 * m * 8 + 2 * keep * 4
+        scratch = threads * (n_items * (4 + 4 + 4 + 8 + 8 + 4) + system)
         return gram + weights + inputs + scratch
 
     def _check_memory(self, X: sp.csr_matrix) -> None:

@@ -58,7 +58,7 @@ SANSA_PACKAGES = ("scikit-sparse>=0.4.8,<0.5", "sansa==1.1.0")
 K = 20
 #: Fits of each measured model in the densities experiment (its median is reported): one fit of
 #: ml-100k takes a fraction of a second, where a shared machine's noise is of the same order.
-FIT_REPEATS = 3
+FIT_REPEATS = 5
 DENSITIES = {"ml-100k": (0.02, 0.06, 0.12), "synthetic-100k-10k": (0.002, 0.005, 0.02)}
 #: λ is tuned on validation up to 50k items and carried to the larger sizes.
 SCALE_ITEMS = (10_000, 50_000, 1_000_000, 200_000)

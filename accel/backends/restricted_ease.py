@@ -39,8 +39,9 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
-from accel.backends.fused_topk import _ahead, _compile
+from accel.backends.fused_topk import _compile
 from accel.backends.numba_lapack import DPOTRF, LAPACK_INT, SPOTRF, potrf_lower
+from accel.backends.ranking import kth_smallest, rank
 from accel.backends.threads import host_threads, row_chunks, run_parallel
 
 #: Tasks per thread: columns differ widely in cost (popular items have many users).
@@ -48,84 +49,6 @@ _TASKS_PER_THREAD = 16
 #: A column of the Gram whose co-occurrences number at least ``n_items / _SCAN_RATIO`` is
 #: counted without tracking which items it touched, then found by a scan of all items.
 _SCAN_RATIO = 4
-
-
-@numba.njit(boundscheck=False)
-def _kth_smallest(buf: Any, n: int, k: int) -> float:
-    """The ``k``-th smallest (from 0) of ``buf[:n]``, reordering ``buf`` (quickselect)."""
-    lo, hi = 0, n - 1
-    while hi > lo:
-        a, b, c = buf[lo], buf[(lo + hi) // 2], buf[hi]
-        pivot = max(min(a, b), min(max(a, b), c))  # the median of three
-        i, j = lo, hi
-        while i <= j:
-            while buf[i] < pivot:
-                i += 1
-            while buf[j] > pivot:
-                j -= 1
-            if i <= j:
-                buf[i], buf[j] = buf[j], buf[i]
-                i += 1
-                j -= 1
-        if k <= j:
-            hi = j
-        elif k >= i:
-            lo = i
-        else:  # between the two parts: equal to the pivot
-            break
-    return buf[k]
-
-
-@numba.njit(inline="always")
-def _swap(score: Any, item: Any, a: int, b: int) -> None:
-    score[a], score[b] = score[b], score[a]
-    item[a], item[b] = item[b], item[a]
-
-
-@numba.njit(boundscheck=False)
-def _rank(score: Any, item: Any, n: int) -> None:
-    """Sort ``score[:n]`` descending, ties by ``item`` ascending, moving ``item`` along (quicksort,
-    insertion sort below 16; the larger part is deferred, so the stack stays under 2·log2(n))."""
-    stack = np.empty(128, dtype=np.int64)
-    top, lo, hi = 0, 0, n - 1
-    while True:
-        if hi - lo < 16:
-            for a in range(lo + 1, hi + 1):
-                s, it, b = score[a], item[a], a - 1
-                while b >= lo and _ahead(s, it, score[b], item[b]):
-                    score[b + 1], item[b + 1] = score[b], item[b]
-                    b -= 1
-                score[b + 1], item[b + 1] = s, it
-            if top == 0:
-                return
-            top -= 2
-            lo, hi = stack[top], stack[top + 1]
-            continue
-        mid = (lo + hi) // 2  # the median of three as the pivot
-        if _ahead(score[mid], item[mid], score[lo], item[lo]):
-            _swap(score, item, mid, lo)
-        if _ahead(score[hi], item[hi], score[lo], item[lo]):
-            _swap(score, item, hi, lo)
-        if _ahead(score[hi], item[hi], score[mid], item[mid]):
-            _swap(score, item, hi, mid)
-        pivot_score, pivot_item = score[mid], item[mid]
-        i, j = lo, hi
-        while i <= j:
-            while _ahead(score[i], item[i], pivot_score, pivot_item):
-                i += 1
-            while _ahead(pivot_score, pivot_item, score[j], item[j]):
-                j -= 1
-            if i <= j:
-                _swap(score, item, i, j)
-                i += 1
-                j -= 1
-        if j - lo > hi - i:
-            stack[top], stack[top + 1] = lo, j
-            lo = i
-        else:
-            stack[top], stack[top + 1] = i, hi
-            hi = j
-        top += 2
 
 
 def _strongest_kernel(
@@ -174,7 +97,7 @@ def _strongest_kernel(
             kept_score[t] = score[t]
         if total > keep:
             # Select, do not sort: the keep-th largest score, then every candidate at or above it.
-            threshold = _kth_smallest(kept_score, total, total - keep)
+            threshold = kth_smallest(kept_score, total, total - keep)
             n_kept, below = 0, 0.0
             for t in range(total):
                 s = score[t]
@@ -186,7 +109,7 @@ def _strongest_kernel(
                     below = s
             floor = threshold if n_kept > keep else below
         # Ranked by score, then item: of the items equal to the threshold, the lowest are kept.
-        _rank(kept_score, kept_item, n_kept)
+        rank(kept_score, kept_item, n_kept)
         for s in range(stored):
             i = kept_item[s]
             out_items[c, s] = i

@@ -3,8 +3,8 @@
 ``np.linalg.cholesky`` inside a numba kernel allocates a new matrix for every call,
 copies the input into it and zeroes its upper half before LAPACK runs; for the
 many small systems of the sparse EASE fit that took as long as the factorisation
-itself. :data:`potrf_lower` calls SciPy's exported ``dpotrf`` on the kernel's own
-buffer instead. The routine's address is an argument (not a constant baked into the
+itself. :data:`potrf_lower` calls SciPy's exported ``dpotrf`` or ``spotrf`` on the
+kernel's own buffer instead. The routine's address is an argument (not a constant baked into the
 machine code), so the kernels that call it stay cacheable on disk, and its integer
 arguments take the width of the ``ints`` array given (:data:`LAPACK_INT`: 32-bit, or
 64-bit where SciPy's Cython LAPACK is built for ILP64).
@@ -65,10 +65,10 @@ def _potrf_lower(typingctx: Any, address: Any, a: Any, ints: Any) -> Any:
         matrix = context.make_array(sig.args[1])(context, builder, a_value)
         integers = context.make_array(sig.args[2])(context, builder, ints_value)
         int_type = ir.IntType(width)
-        double_ptr = _REAL[sig.args[1].dtype]().as_pointer()
+        real_ptr = _REAL[sig.args[1].dtype]().as_pointer()
         int_ptr = int_type.as_pointer()
         function_type = ir.FunctionType(
-            ir.VoidType(), [ir.IntType(8).as_pointer(), int_ptr, double_ptr, int_ptr, int_ptr]
+            ir.VoidType(), [ir.IntType(8).as_pointer(), int_ptr, real_ptr, int_ptr, int_ptr]
         )
         function = builder.inttoptr(address_value, function_type.as_pointer())
         uplo = cgutils.alloca_once_value(builder, ir.Constant(ir.IntType(8), ord("U")))
@@ -77,7 +77,7 @@ def _potrf_lower(typingctx: Any, address: Any, a: Any, ints: Any) -> Any:
         n_ptr = builder.bitcast(integers.data, int_ptr)
         info_ptr = builder.gep(n_ptr, [ir.Constant(ir.IntType(32), 1)])
         builder.store(ir.Constant(int_type, 0), info_ptr)
-        builder.call(function, [uplo, n_ptr, builder.bitcast(matrix.data, double_ptr), lda, info_ptr])
+        builder.call(function, [uplo, n_ptr, builder.bitcast(matrix.data, real_ptr), lda, info_ptr])
         return context.cast(builder, builder.load(info_ptr), ints.dtype, types.intp)
 
     return signature, codegen

@@ -52,23 +52,20 @@ _SCAN_RATIO = 4
 
 
 def _strongest_kernel(
-    c_indptr: Any, c_users: Any, r_indptr: Any, r_items: Any, root: Any, columns: Any, keep: int,
-    acc: Any, touched: Any, score: Any, kept_score: Any, kept_item: Any,
+    c_indptr: Any, c_users: Any, r_indptr: Any, r_items: Any, root: Any, work: Any, columns: Any,
+    keep: int, acc: Any, touched: Any, score: Any, kept_score: Any, kept_item: Any,
     out_items: Any, out_counts: Any, out_stored: Any, out_floor: Any,
 ) -> None:  # fmt: skip
     """For each ``columns[c]``: the ``keep`` items of largest ``G[i, j] / root[i]`` (self
     excluded), by that score descending then item ascending; ``out_floor`` the largest score
-    of an item not kept (0 when all were kept)."""
+    of an item not kept (0 when all were kept). ``work[j]`` is column ``j``'s count of
+    increments (the row lengths of its users)."""
     n_items = acc.size
     for c in range(columns.size):
         j = columns[c]
-        work = 0
-        for p in range(c_indptr[j], c_indptr[j + 1]):
-            u = c_users[p]
-            work += r_indptr[u + 1] - r_indptr[u]
         # Few co-occurrences: list the items touched. As many as the catalogue is wide
         # (1/_SCAN_RATIO of it): count without a branch, then scan every item.
-        scan = work * _SCAN_RATIO >= n_items
+        scan = work[j] * _SCAN_RATIO >= n_items
         n_touched = 0
         for p in range(c_indptr[j], c_indptr[j + 1]):
             u = c_users[p]
@@ -289,9 +286,9 @@ def strongest_cooccurring(X: sp.csr_matrix, keep: int, n_threads: int | None = N
     c_indptr, c_users = C.indptr.astype(np.int64), C.indices.astype(np.int32)
     del C
     row_length = np.diff(r_indptr)
-    work = np.asarray(X.T @ row_length.astype(np.float64)).ravel()  # increments of each column
+    work = np.rint(X.T @ row_length.astype(np.float64)).astype(np.int64).ravel()  # increments per column
     # The column is counted, then each co-occurring item (at most all of them) ranked.
-    cost = np.diff(c_indptr) + work + np.minimum(work, n_items)
+    cost = np.diff(c_indptr) + work + np.minimum(work, n_items).astype(np.float64)
     items = np.zeros((n_items, keep), dtype=np.int32)
     counts = np.zeros((n_items, keep), dtype=np.int32)
     stored = np.zeros(n_items, dtype=np.int64)
@@ -305,7 +302,7 @@ def strongest_cooccurring(X: sp.csr_matrix, keep: int, n_threads: int | None = N
 
     def call(columns: np.ndarray, part: slice, buffers: tuple[np.ndarray, ...]) -> None:
         _strongest(
-            c_indptr, c_users, r_indptr, r_items, root, columns, keep, *buffers,
+            c_indptr, c_users, r_indptr, r_items, root, work, columns, keep, *buffers,
             items[part], counts[part], stored[part], floor[part],
         )  # fmt: skip
 
@@ -347,8 +344,8 @@ def restricted_solves(
         A64 = np.empty((m, m))
         systems = (SPOTRF, np.empty((m, m), np.float32)) if single else (DPOTRF, A64)
         found = (np.empty(keep, dtype=np.int32), np.empty(keep, dtype=np.int32))
-        place = np.full(n_items, m, np.int32)
-        return *systems, DPOTRF, A64, place, np.empty((4, m)), *found, np.zeros(2, LAPACK_INT)
+        pos = np.full(n_items, m, np.int32)
+        return *systems, DPOTRF, A64, pos, np.empty((4, m)), *found, np.zeros(2, LAPACK_INT)
 
     def call(columns: np.ndarray, part: slice, buffers: tuple[np.ndarray, ...]) -> None:
         _solve(
